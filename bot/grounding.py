@@ -1,0 +1,123 @@
+"""Sentence-level evidence and the support check that keep a small model honest.
+
+The default LM (135M parameters) invents facts when handed whole chunks. So the engine gives it
+only the sentences that answer the question, checks the generated answer against them, and
+quotes the best sentence instead when the answer is not supported.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.ports import Embedder
+from bot.types import Chunk
+
+STOPWORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from as is are was were be been being
+    do does did doing have has had having i me my we our you your he she it its they them their this that
+    these those there here what which who whom whose when where why how can could should would will shall
+    may might must not no nor so than too very just about into over under again further once all any both
+    each few more most other some such only own same also up down out off per via s t don doesn isn aren
+    please tell know let get got need needs use used using make made one us am""".split()
+)
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%@:/+-]*[A-Za-z0-9%]|[A-Za-z0-9]")
+_CITE = re.compile(r"\[(\d{1,2})\]")
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower().rstrip(".:") for t in _TOKEN.findall(text)]
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry meaning (stopwords and citation markers removed)."""
+    return {t for t in tokens(_CITE.sub(" ", text)) if t not in STOPWORDS and (len(t) > 1 or t.isdigit())}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a chunk; Markdown headings, list items and table rows count as sentences."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("#>*- ").strip()
+        if not line:
+            continue
+        out.extend(s.strip() for s in _SENT_END.split(line) if len(s.strip()) > 2)
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    sentence: str
+    chunk: Chunk
+    score: float  # combined: embedding similarity + lexical overlap with the question
+    similarity: float  # cosine similarity with the question alone
+
+
+def lexical_overlap(query: str, text: str) -> float:
+    """Share of the query's content words (stemmed) that appear in `text`."""
+    q = {_stem(w) for w in content_words(query)}
+    if not q:
+        return 0.0
+    t = {_stem(w) for w in content_words(text)}
+    return len(q & t) / len(q)
+
+
+def select_evidence(
+    query: str, chunks: Sequence[Chunk], embedder: Embedder, n: int, lexical_weight: float = 0.5
+) -> list[Evidence]:
+    """The n sentences of `chunks` that best answer `query`, best first."""
+    pairs = [(s, c) for c in chunks for s in split_sentences(c.text)]
+    if not pairs:
+        return []
+    vectors = embedder.embed([query] + [s for s, _ in pairs])
+    qv, svs = vectors[0], vectors[1:]
+    scored = []
+    seen: set[str] = set()
+    for (sentence, chunk), sv in zip(pairs, svs, strict=True):
+        key = " ".join(tokens(sentence))
+        if key in seen:  # the same sentence in overlapping chunks counts once
+            continue
+        seen.add(key)
+        sim = _dot(qv, sv)
+        scored.append(Evidence(sentence, chunk, sim + lexical_weight * lexical_overlap(query, sentence), sim))
+    scored.sort(key=lambda e: e.score, reverse=True)
+    return scored[:n]
+
+
+def support(answer: str, evidence: Sequence[str]) -> float:
+    """Share of the answer's content words found in the evidence (0 when it adds an unseen number)."""
+    words = {_stem(w) for w in content_words(answer)}
+    if not words:
+        return 0.0
+    source = {_stem(w) for w in content_words(" ".join(evidence))}
+    numbers = {w for w in words if any(ch.isdigit() for ch in w)}
+    if numbers - source:
+        return 0.0
+    return len(words & source) / len(words)
+
+
+def cited_numbers(answer: str) -> list[int]:
+    return [int(m) for m in _CITE.findall(answer)]
+
+
+def strip_citations(answer: str) -> str:
+    return re.sub(r"\s*\[\d{1,2}\]", "", answer).strip()
+
+
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+
+
+def normalise(vec: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [x / norm for x in vec]

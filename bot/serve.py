@@ -1,0 +1,66 @@
+"""`kbot serve`: the web chat, plus the Slack and Discord bots when their tokens are set, plus the
+adapter watcher (hot swap) and the optional training schedule."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from bot.settings import secret
+from bot.web import create_app
+from bot.wiring import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def build_server_app(runtime: Runtime) -> FastAPI:
+    """The FastAPI app with the Slack HTTP endpoint mounted when Slack is configured for HTTP mode."""
+    app = create_app(runtime)
+    s = runtime.settings
+    if secret(s.slack_bot_token) and secret(s.slack_signing_secret) and not secret(s.slack_app_token):
+        from bot.slack_app import slack_router
+
+        app.include_router(slack_router(runtime))
+        log.info("Slack: HTTP mode at /slack/events")
+    return app
+
+
+def serve(runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
+    s = runtime.settings
+    runtime.engine  # load the models before accepting traffic, not on the first question
+    background = []
+    if secret(s.slack_bot_token) and secret(s.slack_app_token):
+        from bot.slack_app import start_socket_mode
+
+        background.append(start_socket_mode(runtime))
+        log.info("Slack: Socket Mode connected")
+    elif not secret(s.slack_bot_token):
+        log.info("Slack: off (set SLACK_BOT_TOKEN to start it)")
+    if secret(s.discord_token):
+        from bot.discord_app import start_discord_in_thread
+
+        start_discord_in_thread(runtime)
+        log.info("Discord: starting")
+    else:
+        log.info("Discord: off (set DISCORD_TOKEN to start it)")
+    _start_learning_loop(runtime)
+    app = build_server_app(runtime)
+    log.info("web chat on http://%s:%d", host or s.host, port or s.port)
+    try:
+        uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")
+    finally:
+        for item in background:
+            item.close()
+
+
+def _start_learning_loop(runtime: Runtime) -> None:
+    """Hot-swap promoted adapters while serving, and train on schedule when configured."""
+    if not hasattr(runtime.generator, "load_adapter"):
+        return
+    from training.registry import AdapterWatcher
+    from training.scheduler import TrainingScheduler
+
+    AdapterWatcher(runtime.store, runtime.generator).start()
+    TrainingScheduler(runtime).start()

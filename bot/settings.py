@@ -1,0 +1,136 @@
+"""Every knob in one place: environment variables with the KBOT_ prefix, or a `.env` file.
+
+Platform tokens keep their conventional names (SLACK_BOT_TOKEN, DISCORD_TOKEN, ...) so that a
+Slack or Discord guide's instructions work as written.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Where the database, Chroma store and model cache live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/kbot.db.")
+    chroma_path: Path | None = Field(None, description="Embedded Chroma folder; default <data_dir>/chroma.")
+    chroma_url: str | None = Field(None, description="Chroma server URL (http://host:8000); switches to HttpClient.")
+    collection: str = Field("kbot", description="Chroma collection name (3-512 chars of [a-zA-Z0-9._-]).")
+
+    # --- models ----------------------------------------------------------------------------------
+    embed_model: str | None = Field(None, description="Local sentence-transformers folder; default bundled MiniLM.")
+    embed_batch_size: int = 64
+    lm_path: str | None = Field(None, description="Local HF causal-LM folder or .gguf file; default SmolLM2-135M.")
+    lm_dtype: str = Field("auto", description="auto | bfloat16 | float32 (auto = bf16 where the CPU has it).")
+    lm_threads: int | None = Field(None, description="torch threads for generation (default: torch's choice).")
+    adapter_path: str | None = Field(None, description="peft LoRA adapter folder applied at load.")
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible server (vLLM, Ollama) for generation.")
+    openai_model: str = "default"
+    openai_api_key: SecretStr | None = None
+    max_new_tokens: int = 160
+    repetition_penalty: float = 1.2
+    temperature: float = 0.0
+
+    # --- ingestion -------------------------------------------------------------------------------
+    # MiniLM reads at most 256 word pieces; chunks stay below that so nothing is silently cut.
+    chunk_size: int = Field(200, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(30, description="Overlap between consecutive chunks in tokens.")
+    max_file_mb: float = Field(25.0, description="Files larger than this are refused.")
+    default_scope: str = "default"
+
+    # --- retrieval and answering --------------------------------------------------------------------
+    top_k: int = 5
+    hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
+    expand_neighbors: int = Field(0, description="Neighbouring chunks added around each hit.")
+    reranker: str = Field("lexical", description="none | lexical | path to a local cross-encoder folder.")
+    min_score: float = Field(0.30, description="Below this best vector similarity the engine declines.")
+    evidence_sentences: int = Field(4, description="Sentences handed to the generator.")
+    support_threshold: float = Field(0.75, description="Share of an answer's content words found in its sources.")
+    history_turns: int = 6
+
+    # --- web -------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field("http://127.0.0.1:8000", description="Base URL used in 'full answer' links.")
+    web_scopes: list[str] = Field(default_factory=lambda: ["default"], description="Scopes the web chat answers from.")
+    max_question_chars: int = Field(4000, description="Longer questions are refused with a clear message.")
+
+    # --- Slack -----------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KBOT_SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KBOT_SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "KBOT_SLACK_SIGNING_SECRET")
+    )
+    slack_api_url: str = "https://slack.com/api/"
+    slack_admins: list[str] = Field(default_factory=list, description="Slack user ids allowed admin commands.")
+    slack_channel_scopes: dict[str, list[str]] = Field(default_factory=dict, description="channel id -> scopes")
+    slack_user_scopes: dict[str, list[str]] = Field(default_factory=dict, description="user id -> extra DM scopes")
+
+    # --- Discord ---------------------------------------------------------------------------------
+    discord_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_TOKEN", "KBOT_DISCORD_TOKEN"))
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_guild_id: int | None = Field(None, description="Sync commands to this guild only (fast iteration).")
+    discord_admin_role: str = "kbot-admin"
+    discord_admin_users: list[str] = Field(default_factory=list)
+    discord_thread_replies: bool = True
+    discord_channel_scopes: dict[str, list[str]] = Field(default_factory=dict)
+
+    # --- learning loop ---------------------------------------------------------------------------
+    adapters_dir: Path | None = Field(None, description="Adapter versions; default <data_dir>/adapters.")
+    min_upvotes: int = 1
+    max_votes_per_user: int = 20
+    private_scopes: list[str] = Field(default_factory=list)
+    train_after_feedback: int = Field(0, description="kbot serve trains after this many new feedback items (0=off).")
+    train_schedule: str | None = Field(None, description="Cron-like 'M H * * *' schedule for kbot serve.")
+    lora_rank: int = 8
+    train_epochs: float = 2.0
+    learning_rate: float = 2e-4
+    gate_tolerance: float = 0.02
+
+    # --- derived -----------------------------------------------------------------------------------
+    @cached_property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kbot.db'}"
+
+    @cached_property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @cached_property
+    def adapters_root(self) -> Path:
+        return self.adapters_dir or self.data_dir / "adapters"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings for display: secrets and URL passwords replaced by ***."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            elif name in ("database_url", "chroma_url") and value and "@" in str(value):
+                scheme, rest = str(value).split("://", 1)
+                value = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            out[name] = value
+        out["db_url (effective)"] = self.masked_db_url()
+        return out
+
+    def masked_db_url(self) -> str:
+        url = self.db_url
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return url
+
+
+def secret(value: SecretStr | None) -> str | None:
+    """The plain value of an optional secret."""
+    return value.get_secret_value() if value else None

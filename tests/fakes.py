@@ -1,0 +1,73 @@
+"""One fake per seam. They stand in for the model and the index only in tests that check
+something else (adapters, store, engine sequencing); the main-path tests use the real parts."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from bot.grounding import content_words
+from bot.ports import Message
+from bot.types import Chunk
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words embedding (hashing trick), unit-normalised."""
+
+    dim = 256
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            vec = [0.0] * self.dim
+            for w in content_words(text):
+                vec[int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+            out.append([x / norm for x in vec])
+        return out
+
+
+class FakeRetriever:
+    """Returns the given chunks whose scope is allowed, ranked by word overlap with the query."""
+
+    def __init__(self, chunks: Sequence[Chunk] = (), error: Exception | None = None):
+        self.chunks = list(chunks)
+        self.error = error
+        self.calls: list[tuple[str, tuple[str, ...], int]] = []
+
+    def retrieve(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
+        self.calls.append((query, tuple(scopes), k))
+        if self.error:
+            raise self.error
+        q = content_words(query)
+        allowed = [c for c in self.chunks if c.scope in scopes]
+        ranked = sorted(allowed, key=lambda c: len(q & content_words(c.text)), reverse=True)
+        return [c for c in ranked if q & content_words(c.text)][:k]
+
+
+class FakeGenerator:
+    """Streams a scripted reply word by word (like llm's MockModel). `delay` simulates a busy model."""
+
+    def __init__(self, reply: str = "", *, delay: float = 0.0, error: Exception | None = None):
+        self.reply = reply
+        self.delay = delay
+        self.error = error
+        self.active_adapter: str | None = None
+        self.prompts: list[list[Message]] = []
+        self._lock = threading.Lock()
+
+    def set_adapter(self, name: str | None) -> None:
+        self.active_adapter = name
+
+    def generate(self, messages: list[Message], adapter: str | None = None) -> Iterator[str]:
+        self.prompts.append(messages)
+        if self.error:
+            raise self.error
+        with self._lock:  # like the real model: one generation at a time
+            for i, word in enumerate(self.reply.split(" ")):
+                if self.delay:
+                    time.sleep(self.delay)
+                yield word if i == 0 else " " + word

@@ -1,0 +1,1 @@
+"""The learning loop: feedback -> datasets -> LoRA adapter -> gate -> registry."""
