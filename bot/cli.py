@@ -46,8 +46,12 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "transformers", "LiteLLM"):
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "alembic", "LiteLLM"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # e.g. the tokenizer's length warning when the splitter counts tokens
+    hf_logging.disable_progress_bar()
 
 
 # --- knowledge ---------------------------------------------------------------------------------------

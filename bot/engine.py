@@ -142,7 +142,7 @@ class ConversationEngine:
         previous = [t.text for t in question.history if t.role == "user"][-self.config.history_turns:]
         if not previous:
             return text
-        if len(content_words(text)) <= 4 or _FOLLOW_UP.search(text):
+        if len(content_words(text)) <= 3 or _FOLLOW_UP.search(text):
             return f"{previous[-1].strip()} {text}"
         return text
 

@@ -44,14 +44,65 @@ def _stem(word: str) -> str:
     return word
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a chunk; Markdown headings, list items and table rows count as sentences."""
-    out: list[str] = []
+_HEADING = re.compile(r"^\s*#{1,6}\s+")
+_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s+")
+_EMPHASIS = re.compile(r"(\*\*|__|`)")
+
+
+def _table_rows(rows: list[str]) -> list[str]:
+    """Markdown table rows as 'Header: value; Header: value' lines (the header row is context)."""
+    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    cells = [c for c in cells if not all(set(x) <= set("-: ") for x in c)]
+    if len(cells) < 2:
+        return ["; ".join(c) for c in cells]
+    header = cells[0]
+    return ["; ".join(f"{h}: {v}" if h else v for h, v in zip(header, row, strict=False) if v) for row in cells[1:]]
+
+
+def _units(text: str) -> list[str]:
+    """Paragraphs (wrapped lines joined), list items (with their continuation lines), headings and
+    table rows, in order."""
+    units: list[str] = []
+    current: list[str] = []
+    table: list[str] = []
+
+    def flush() -> None:
+        if current:
+            units.append(" ".join(current))
+            current.clear()
+        if table:
+            units.extend(_table_rows(table))
+            table.clear()
+
     for line in text.splitlines():
-        line = line.strip().lstrip("#>*- ").strip()
-        if not line:
-            continue
-        out.extend(s.strip() for s in _SENT_END.split(line) if len(s.strip()) > 2)
+        stripped = line.strip()
+        if not stripped:
+            flush()
+        elif stripped.startswith("|"):
+            if current:
+                flush()
+            table.append(stripped)
+        elif _HEADING.match(line):
+            flush()
+            units.append(_HEADING.sub("", line))
+        elif _ITEM.match(line):
+            flush()
+            current.append(_ITEM.sub("", line).strip())
+        else:
+            if table:
+                flush()
+            current.append(stripped)
+    flush()
+    return units
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a chunk; headings, list items and table rows count as sentences of their own.
+    Markdown emphasis is dropped so quotes read cleanly."""
+    out: list[str] = []
+    for unit in _units(text):
+        unit = _EMPHASIS.sub("", unit).strip().lstrip(">").strip()
+        out.extend(s.strip() for s in _SENT_END.split(unit) if len(s.strip()) > 2)
     return out
 
 
@@ -76,7 +127,8 @@ def select_evidence(
     query: str, chunks: Sequence[Chunk], embedder: Embedder, n: int, lexical_weight: float = 0.5
 ) -> list[Evidence]:
     """The n sentences of `chunks` that best answer `query`, best first."""
-    pairs = [(s, c) for c in chunks for s in split_sentences(c.text)]
+    # Headings and fragments are context, not evidence: a quote needs a few words to stand alone.
+    pairs = [(s, c) for c in chunks for s in split_sentences(c.text) if len(s.split()) >= 4]
     if not pairs:
         return []
     vectors = embedder.embed([query] + [s for s, _ in pairs])

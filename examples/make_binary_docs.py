@@ -13,6 +13,8 @@ readers keep page numbers and do not stop at the first page.
 from __future__ import annotations
 
 import datetime as dt
+import io
+import zipfile
 from pathlib import Path
 
 from docx import Document
@@ -27,7 +29,8 @@ Block = tuple[str, object]
 EXPENSE_POLICY: list[list[Block]] = [
     [
         ("h1", "Expense and Approval Policy"),
-        ("p", "Policy FIN-POL-007 - Owner: Finance (CFO Martin Albrecht) - Version 5.2, valid from 1 January 2025"),
+        ("p", "Policy FIN-POL-007 - Owner: Finance (CFO Martin Albrecht) - Version 5.2, "
+              "valid from 1 January 2025"),
         ("h2", "1. Scope"),
         ("p", "This policy applies to all employees of Acme Robotics GmbH and its subsidiaries who spend "
               "money on behalf of the company, whether with a corporate card or with their own money. "
@@ -92,7 +95,8 @@ EXPENSE_POLICY: list[list[Block]] = [
 TRAVEL_POLICY: list[list[Block]] = [
     [
         ("h1", "Business Travel Policy"),
-        ("p", "Policy FIN-POL-009 - Owner: Travel Management (Travel manager: Julia Bergmann) - 2025 edition"),
+        ("p", "Policy FIN-POL-009 - Owner: Travel Management (Travel manager: Julia Bergmann) - "
+              "2025 edition"),
         ("h2", "1. Before you travel"),
         ("p", "Every business trip needs approval from your manager before anything is booked. All "
               "flights, trains, hotels and rental cars are booked through TripNest, the Acme travel portal "
@@ -215,7 +219,8 @@ REMOTE_WORK: list[Block] = [
           "following allowances are paid:"),
     ("table", [
         ["Allowance", "Amount", "How to claim"],
-        ["Home office setup (desk, chair)", "600 EUR once", "SpendWise, category Home office, within your first 6 months"],
+        ["Home office setup (desk, chair)", "600 EUR once",
+         "SpendWise, category Home office, within your first 6 months"],
         ["Internet allowance", "25 EUR per month", "Paid automatically with the salary"],
         ["Ergonomic assessment", "Free", "Book through the EHS office"],
     ]),
@@ -229,7 +234,8 @@ REMOTE_WORK: list[Block] = [
           "immigration check. Apply at least 6 weeks in advance. Stays are limited to 10 working days "
           "per calendar year."),
     ("h2", "Health, safety and data protection"),
-    ("bullet", "Work in a place where others cannot read your screen; use the privacy filter for work in trains."),
+    ("bullet", "Work in a place where others cannot read your screen; use the privacy filter for work "
+               "in trains."),
     ("bullet", "Do not print Confidential documents at home."),
     ("bullet", "Report accidents while working from home to People & Culture within 3 days; they are "
                "covered by the statutory accident insurance."),
@@ -290,7 +296,14 @@ def build_docx(blocks: list[Block], title: str, path: Path) -> None:
             for r, row in enumerate(rows):
                 for c, value in enumerate(row):
                     table.cell(r, c).text = value
-    doc.save(str(path))
+    raw = io.BytesIO()
+    doc.save(raw)
+    # Re-zip with a fixed timestamp per entry so regenerating unchanged content gives identical bytes.
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            info = zipfile.ZipInfo(item.filename, date_time=FIXED_DATE.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, src.read(item.filename))
 
 
 def main() -> None:

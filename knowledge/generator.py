@@ -141,6 +141,7 @@ class LocalGenerator:
             try:
                 with self._lock, torch.inference_mode():
                     name = adapter if adapter is not None else self.active_adapter
+                    name = None if name == BASE else name  # BASE: the base model even while an adapter is active
                     if self._adapters and name is None:
                         with self.model.disable_adapter():
                             self.model.generate(**kwargs)

@@ -176,6 +176,17 @@ class KnowledgeIndex:
                 out.append(node_to_chunk(TextNode(id_=chunk_id, text=text, metadata=_public(meta)), score))
         return out
 
+    def neighbors(self, chunk: Chunk, n: int) -> list[Chunk]:
+        """The chunks up to `n` positions before and after `chunk` in its document, in order."""
+        if n <= 0 or not chunk.doc_id:
+            return []
+        where = {"$and": [{"doc_id": chunk.doc_id}, {"position": {"$gte": chunk.position - n}},
+                          {"position": {"$lte": chunk.position + n}}]}
+        got = self.collection.get(where=where, include=["documents", "metadatas"])
+        found = [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)
+                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+        return sorted((c for c in found if c.id != chunk.id), key=lambda c: c.position)
+
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
         return [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)

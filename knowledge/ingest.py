@@ -20,12 +20,12 @@ from pathlib import Path
 from llama_index.core import Document
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.settings import Settings
 from knowledge.index import KnowledgeIndex
-from knowledge.readers import SUPPORTED_EXTENSIONS, ReaderError, UnsupportedType, read_file
+from knowledge.readers import SUPPORTED_EXTENSIONS, ReaderError, UnsupportedType, read_bytes, read_file
 from knowledge.store import Store
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,13 @@ class Ingestor:
         self.store = store
         self.settings = settings
         tokenizer = index.embedder.tokenizer
-        self.parse = IngestionPipeline(transformations=[
+        # disable_cache: the pipeline's cache would keep every chunk in memory and hide re-embeds.
+        self.parse = IngestionPipeline(disable_cache=True, transformations=[
             MarkdownNodeParser(),
             SentenceSplitter(chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap,
                              tokenizer=lambda text: tokenizer.encode(text, add_special_tokens=False)),
         ])
-        self.embed = IngestionPipeline(transformations=[index.embedder.llama])
+        self.embed = IngestionPipeline(transformations=[index.embedder.llama], disable_cache=True)
         self._settings_key = f"{settings.chunk_size}/{settings.chunk_overlap}/{index.embedder.model_dir.name}"
 
     # --- public --------------------------------------------------------------------------------
@@ -164,14 +165,16 @@ class Ingestor:
             return None
         doc_id = doc_id_for(source)
         previous = self.store.get_document(doc_id)
+        max_bytes = int(self.settings.max_file_mb * 1024 * 1024)
         try:
+            if path.stat().st_size > max_bytes:
+                read_file(path, max_bytes=max_bytes)  # raises the reader's clear size message unread
             data = path.read_bytes()
             digest = hashlib.sha256(data + f"|{scope}|{self._settings_key}".encode()).hexdigest()
             if previous is not None and previous.content_hash == digest and previous.status == "ok":
                 report.unchanged.append(source)
                 return None
-            max_bytes = int(self.settings.max_file_mb * 1024 * 1024)
-            result = read_file(path, max_bytes=max_bytes)
+            result = read_bytes(data, path.name, max_bytes=max_bytes)
             nodes = self._chunk(result, source, doc_id, title or result.title, scope, digest)
             if not nodes:
                 raise ReaderError("no text to index")
@@ -196,17 +199,22 @@ class Ingestor:
         url = source if source.startswith(("http://", "https://")) else ""
         docs = []
         for section in result.sections:
-            meta = {"source": source, "title": title, "scope": scope, "doc_id": doc_id, "content_hash": digest,
+            meta = {"source": source, "title": title, "scope": scope, "content_hash": digest,
                     "ingested_at": now, "url": url, "page": section.page if section.page is not None else -1}
-            docs.append(Document(text=section.text, metadata=meta))
+            # Sections need ids of their own (LlamaIndex merges metadata of same-id documents).
+            docs.append(Document(id_=f"{doc_id}:{len(docs)}", text=section.text, metadata=meta))
         nodes = self.parse.run(documents=docs)
         for position, node in enumerate(nodes):
+            # ref_doc_id (LlamaIndex's "doc_id" in Chroma metadata) names the file, not the section.
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
             header = str(node.metadata.pop("header_path", "") or "").strip("/")
             first = node.get_content().lstrip().splitlines()[0] if node.get_content().strip() else ""
             own = first.lstrip("#").strip() if first.startswith("#") else ""
             node.metadata["heading"] = " > ".join(p for p in [*header.split("/"), own] if p)[:300]
             node.metadata["position"] = position
-            node.id_ = f"{doc_id}-{position:05d}"
+            # The content hash in the id makes a new version's chunks distinct from the old ones,
+            # so the index can add the new version before it deletes the old.
+            node.id_ = f"{doc_id}-{digest[:8]}-{position:05d}"
             node.excluded_embed_metadata_keys = [k for k in node.metadata if k not in EMBED_KEYS]
             node.excluded_llm_metadata_keys = list(node.metadata)
         return [n for n in nodes if n.get_content().strip()]

@@ -269,6 +269,17 @@ class Store:
                     )
                 )
 
+    def find_conversation(self, platform: str, channel_id: str, thread_id: str) -> str | None:
+        """The id of an existing conversation, without creating one (e.g. 'is the bot in this thread?')."""
+        with self.session() as s:
+            return s.scalar(
+                select(ConversationRow.id).where(
+                    ConversationRow.platform == platform,
+                    ConversationRow.channel_id == channel_id,
+                    ConversationRow.thread_id == thread_id,
+                )
+            )
+
     def log_answer(self, **fields: Any) -> str:
         """Insert an answer row; returns its id (generated when not given)."""
         fields.setdefault("id", new_id())

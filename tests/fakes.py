@@ -51,23 +51,66 @@ class FakeRetriever:
 class FakeGenerator:
     """Streams a scripted reply word by word (like llm's MockModel). `delay` simulates a busy model."""
 
-    def __init__(self, reply: str = "", *, delay: float = 0.0, error: Exception | None = None):
+    def __init__(self, reply: str = "", *, delay: float = 0.0, error: Exception | None = None,
+                 replies: dict[str | None, str] | None = None):
         self.reply = reply
         self.delay = delay
         self.error = error
         self.active_adapter: str | None = None
         self.prompts: list[list[Message]] = []
         self._lock = threading.Lock()
+        # Learning-loop tests: a reply per adapter name (None: the base model) and peft-like loading.
+        self.replies = replies or {}
+        self.loaded: dict[str, str] = {}
+        self.used: list[str | None] = []  # the adapter each generation ran with
 
     def set_adapter(self, name: str | None) -> None:
         self.active_adapter = name
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        return list(self.loaded)
+
+    def load_adapter(self, name: str, path) -> None:
+        self.loaded.setdefault(name, str(path))
+
+    def unload_adapter(self, name: str) -> None:
+        if name != self.active_adapter:
+            self.loaded.pop(name, None)
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> Iterator[str]:
         self.prompts.append(messages)
         if self.error:
             raise self.error
+        name = adapter if adapter is not None else self.active_adapter
+        name = None if name == "base" else name
+        self.used.append(name)
+        reply = self.replies.get(name, self.reply)
         with self._lock:  # like the real model: one generation at a time
-            for i, word in enumerate(self.reply.split(" ")):
+            for i, word in enumerate(reply.split(" ")):
                 if self.delay:
                     time.sleep(self.delay)
                 yield word if i == 0 else " " + word
+
+
+class FakeIngestor:
+    """Records what an adapter asked to ingest (path, its bytes, scope, source) and reports it added;
+    `error` makes it raise like a reader refusing a bad file."""
+
+    def __init__(self, error: Exception | None = None):
+        self.error = error
+        self.files: list[tuple[str, bytes, str | None, str | None]] = []
+        self.forgotten: list[str] = []
+
+    def ingest_file(self, path, scope: str | None = None, source: str | None = None,
+                    title: str | None = None):
+        from knowledge.ingest import IngestReport  # imported late: it pulls in LlamaIndex
+
+        if self.error:
+            raise self.error
+        self.files.append((path.name, path.read_bytes(), scope, source))
+        return IngestReport(added=[source or str(path)], chunks_embedded=1)
+
+    def forget(self, source: str) -> int:
+        self.forgotten.append(source)
+        return 1

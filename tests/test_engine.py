@@ -1,0 +1,115 @@
+"""Engine sequencing with the fakes: decide, generate, check support, fall back, log everything."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.engine import DECLINED_TEXT, AnswerFailed, ConversationEngine, EngineConfig
+from bot.types import Answer, Chunk, Feedback, Question, Turn
+from knowledge.store import UnknownAnswer
+from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
+
+VPN = Chunk(id="vpn-0", source="/docs/it/vpn.md", title="VPN", heading="VPN > Connecting", scope="default",
+            score=0.9, text="# Connecting\nThe VPN gateway is vpn.acme.example. "
+                            "You need the Acme Connect client version 5.2 or newer.")
+WIFI = Chunk(id="wifi-0", source="/docs/it/wifi.md", title="Wi-Fi", scope="default", score=0.5,
+             text="The guest Wi-Fi network is AcmeGuest and its password rotates every Monday.")
+SECRET = Chunk(id="board-0", source="/docs/board.md", title="Board", scope="leadership", score=0.9,
+               text="Project Nightjar acquisition budget is 42 million euros.")
+
+
+def make(store, reply="", **kw):
+    retriever = kw.pop("retriever", FakeRetriever([VPN, WIFI, SECRET]))
+    gen = FakeGenerator(reply, error=kw.pop("gen_error", None))
+    return ConversationEngine(retriever, gen, store, FakeEmbedder(), EngineConfig(min_score=0.2, **kw)), gen
+
+
+def test_supported_generation_is_returned_with_its_citation(store):
+    engine, gen = make(store, "The VPN gateway is vpn.acme.example [1].")
+    answer = engine.answer(Question("What is the VPN gateway address?"))
+    assert answer.mode == "generated" and "vpn.acme.example" in answer.text
+    assert [c.source for c in answer.citations] == ["/docs/it/vpn.md"]
+    assert "vpn.acme.example" in answer.citations[0].text and answer.citations[0].heading == "VPN > Connecting"
+    prompt = gen.prompts[0][1]["content"]
+    assert "[1] (VPN)" in prompt and "Question: What is the VPN gateway address?" in prompt
+
+
+def test_unsupported_generation_falls_back_to_quoting_the_source(store):
+    engine, _ = make(store, "The VPN gateway is vpn.globex.example and needs version 7.")
+    answer = engine.answer(Question("What is the VPN gateway address?"))
+    assert answer.mode == "extractive"
+    assert "vpn.acme.example" in answer.text and "globex" not in answer.text
+    assert answer.citations[0].source == "/docs/it/vpn.md"
+
+
+def test_i_dont_know_is_not_passed_off_as_an_answer(store):
+    engine, _ = make(store, "I don't know.")
+    assert engine.answer(Question("What is the VPN gateway address?")).mode == "extractive"
+
+
+def test_declines_when_nothing_relevant_is_found(store):
+    engine, gen = make(store, "Something invented.")
+    answer = engine.answer(Question("What is the dental plan deductible?"))
+    assert answer.mode == "declined" and not answer.answered and answer.text == DECLINED_TEXT
+    assert gen.prompts == []  # the model is not even asked
+
+
+def test_scope_is_passed_to_the_retriever_and_limits_answers(store):
+    retriever = FakeRetriever([VPN, WIFI, SECRET])
+    engine, _ = make(store, "Project Nightjar budget is 42 million euros [1].", retriever=retriever)
+    answer = engine.answer(Question("What is the Project Nightjar acquisition budget?"))
+    assert answer.mode == "declined" and "42" not in answer.text
+    assert retriever.calls[-1][1] == ("default",)
+    answer = engine.answer(Question("What is the Project Nightjar acquisition budget?", scopes=("leadership",)))
+    assert "42 million" in answer.text
+
+
+def test_follow_up_is_condensed_with_the_previous_question(store):
+    engine, _ = make(store, "Version 5.2 [1].")
+    q = Question("Which client version do I need for it?", history=(Turn("user", "How do I connect to the VPN?"),
+                                                                   Turn("assistant", "Use the gateway.")))
+    answer = engine.answer(q)
+    assert answer.standalone_query.startswith("How do I connect to the VPN?")
+    assert answer.citations[0].source == "/docs/it/vpn.md"
+    standalone = Question("What is the guest Wi-Fi network called?", history=(Turn("user", "VPN?"),))
+    assert engine.condense(standalone) == "What is the guest Wi-Fi network called?"
+
+
+def test_every_answer_is_logged_with_prompt_and_retrieval(store):
+    engine, _ = make(store, "The VPN gateway is vpn.acme.example [1].")
+    answer = engine.answer(Question("What is the VPN gateway?", user_id="U1", platform="slack", channel_id="C1",
+                                    thread_id="T1"))
+    row = store.get_answer(answer.answer_id)
+    assert (row.platform, row.channel_id, row.thread_id, row.user_id) == ("slack", "C1", "T1", "U1")
+    assert row.mode == "generated" and row.answer == answer.text
+    assert row.retrieved[0]["id"] == "vpn-0"
+    assert json.loads(row.prompt)[0]["role"] == "system"
+    assert row.latency["total_ms"] >= row.latency["retrieve_ms"] >= 0
+    engine.record_feedback(Feedback(answer.answer_id, "U2", vote=-1, correction="Use vpn2"))
+    assert store.list_feedback()[0].correction_status == "pending"
+    with pytest.raises(UnknownAnswer):
+        engine.record_feedback(Feedback("missing", "U2", vote=1))
+
+
+def test_retrieval_failure_still_logs_the_question(store):
+    engine, _ = make(store, "x", retriever=FakeRetriever(error=RuntimeError("chroma down")))
+    with pytest.raises(AnswerFailed) as info:
+        engine.answer(Question("What is the VPN gateway?"))
+    row = store.get_answer(info.value.answer_id)
+    assert row.question == "What is the VPN gateway?" and row.mode == "error" and "chroma down" in row.error
+
+
+def test_generation_failure_quotes_the_evidence(store):
+    engine, _ = make(store, gen_error=RuntimeError("oom"))
+    answer = engine.answer(Question("What is the VPN gateway address?"))
+    assert answer.mode == "extractive" and "vpn.acme.example" in answer.text
+    assert "oom" in store.get_answer(answer.answer_id).error
+
+
+def test_stream_yields_tokens_then_the_answer(store):
+    engine, _ = make(store, "The VPN gateway is vpn.acme.example [1].")
+    items = list(engine.stream(Question("What is the VPN gateway address?")))
+    assert isinstance(items[-1], Answer)
+    assert "".join(i for i in items[:-1]) == "The VPN gateway is vpn.acme.example [1]."
