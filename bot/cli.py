@@ -190,6 +190,98 @@ def serve(
     run_server(runtime(), host=host, port=port)
 
 
+@app.command("eval")
+def eval_command(
+    file: Annotated[Path, typer.Argument(help="JSONL: question, answer, sources?, answerable?, fact?, history?")],
+    k: Annotated[int, typer.Option("--k", help="Chunks retrieved per question (hit@k).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    scope: Annotated[list[str] | None, typer.Option(help="Scopes to answer from.")] = None,
+    adapter: Annotated[str | None, typer.Option(help="Evaluate this adapter version instead of the active one.")]
+    = None,
+    min_hit_at_k: Annotated[float | None, typer.Option(help="Exit 1 when hit@k is below this.")] = None,
+    min_f1: Annotated[float | None, typer.Option(help="Exit 1 when answer F1 is below this.")] = None,
+) -> None:
+    """Measure retrieval (hit@1/3/k, MRR) and answers (F1, key fact, modes, abstention, latency)."""
+    from bot.evaluation import evaluate
+    from bot.metrics import load_eval_file
+
+    try:
+        items = load_eval_file(file)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    rt = runtime()
+    if adapter:
+        from training.evaluate import load_version
+
+        load_version(rt, None if adapter == "base" else adapter)
+        rt.generator.set_adapter(None if adapter == "base" else adapter)
+    from rich.progress import Progress
+
+    with Progress(console=err, disable=as_json or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("evaluating", total=len(items))
+        report = evaluate(rt.engine, items, k=k, scopes=_scopes(scope), on_item=lambda _: bar.advance(task))
+    summary = report["summary"]
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        _print_eval(report)
+    failed = []
+    if min_hit_at_k is not None and (summary["hit@k"] or 0.0) < min_hit_at_k:
+        failed.append(f"hit@{k} {summary['hit@k'] or 0:.3f} < {min_hit_at_k}")
+    if min_f1 is not None and summary["f1"] < min_f1:
+        failed.append(f"F1 {summary['f1']:.3f} < {min_f1}")
+    if failed:
+        err.print("[red]Below threshold:[/red] " + "; ".join(failed))
+        raise typer.Exit(1)
+
+
+def _print_eval(report: dict) -> None:
+    items = Table(title="Per question")
+    for col in ("question", "mode", "rank", "F1", "fact", "ms"):
+        items.add_column(col)
+    for r in report["items"]:
+        f1 = "" if r["f1"] is None else f"{r['f1']:.2f}"
+        fact = "" if r["fact"] is None else ("yes" if r["fact"] else "no")
+        unanswerable = "" if r["answerable"] else " (unanswerable)"
+        items.add_row(r["question"][:70] + unanswerable, r["mode"], str(r["rank"] or "-"), f1, fact,
+                      str(r["latency_ms"]))
+    console.print(items)
+    s = report["summary"]
+    total = Table(title=f"Summary ({s['questions']} questions: {s['answerable']} answerable, "
+                        f"{s['unanswerable']} unanswerable)")
+    total.add_column("metric")
+    total.add_column("value")
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for key in ("hit@1", "hit@3", "hit@k", "mrr", "f1", "fact_rate", "abstention_precision",
+                "abstention_recall"):
+        total.add_row(key.replace("@k", f"@{s['k']}"), fmt(s[key]))
+    for mode, m in s["modes"].items():
+        if m["count"]:
+            total.add_row(f"mode {mode}", f"{m['share']:.0%} (fact in {fmt(m['fact_rate'])})")
+    total.add_row("latency p50 / p95", f"{s['latency_p50_ms']:.0f} / {s['latency_p95_ms']:.0f} ms")
+    console.print(total)
+
+
+@app.command()
+def slack() -> None:
+    """Run only the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP at /slack/events)."""
+    from bot.slack_app import run_slack
+
+    run_slack(runtime())
+
+
+@app.command()
+def discord() -> None:
+    """Run only the Discord bot (needs DISCORD_TOKEN)."""
+    from bot.discord_app import run_discord
+
+    run_discord(runtime())
+
+
 @app.command()
 def config() -> None:
     """Print the effective settings (secrets masked)."""
@@ -199,6 +291,15 @@ def config() -> None:
     for key, value in runtime().settings.masked().items():
         table.add_row(key, json.dumps(value, default=str) if not isinstance(value, str) else value)
     console.print(table)
+
+
+def _register_training() -> None:
+    from bot.cli_training import register
+
+    register(app, runtime)
+
+
+_register_training()
 
 
 def main() -> None:

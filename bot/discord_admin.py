@@ -13,7 +13,6 @@ import logging
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiohttp
@@ -21,7 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_places import PLATFORM, guild_key, parse_scopes, place_of, resolve_scopes
+from bot.discord_places import PLATFORM, Place, guild_key, parse_scopes, place_of, resolve_scopes
 from bot.discord_views import MESSAGE_LIMIT, clip
 from bot.settings import Settings
 from bot.wiring import Runtime
@@ -108,7 +107,7 @@ class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot adm
         text = await asyncio.to_thread(self._status_text, place)
         await interaction.followup.send(text, ephemeral=True)
 
-    def _status_text(self, place: Any) -> str:
+    def _status_text(self, place: Place) -> str:
         store = self.runtime.store
         docs = store.list_documents()
         failed = sum(1 for d in docs if d.status != "ok")

@@ -17,6 +17,7 @@ from bot.grounding import (
     select_evidence,
     strip_citations,
     support,
+    tidy,
 )
 from bot.ports import Embedder, Generator, Message, Retriever
 from bot.types import Answer, Chunk, Citation, Feedback, Question
@@ -121,7 +122,7 @@ class ConversationEngine:
         except Exception as exc:  # the evidence is still good: quote it instead of failing
             log.warning("generation failed for answer %s (%s); answering extractively", answer_id, exc)
             row["error"] = f"generation: {exc}"
-        generated = "".join(pieces).strip()
+        generated = tidy("".join(pieces))
         answer = self._decide(generated, evidence, sources, answer_id, query)
         yield self._finish(answer, row, started, retrieved_ms)
 

@@ -23,6 +23,8 @@ STOPWORDS = frozenset(
     each few more most other some such only own same also up down out off per via s t don doesn isn aren
     please tell know let get got need needs use used using make made one us am""".split()
 )
+# Words that frame an answer ("According to the source, the answer is ...") rather than claim a fact.
+FRAMING = frozenset("answer source sources according question based context provided document yes".split())
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%@:/+-]*[A-Za-z0-9%]|[A-Za-z0-9]")
 _CITE = re.compile(r"\[(\d{1,2})\]")
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -47,6 +49,7 @@ def _stem(word: str) -> str:
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
+_RECORD = re.compile(r"^[^:;]{1,60}: [^;]*;\s*[^:;]{1,60}: ")  # a CSV row rendered as "Key: value; Key: value"
 
 
 def _table_rows(rows: list[str]) -> list[str]:
@@ -88,6 +91,9 @@ def _units(text: str) -> list[str]:
         elif _ITEM.match(line):
             flush()
             current.append(_ITEM.sub("", line).strip())
+        elif _RECORD.match(stripped):
+            flush()
+            units.append(stripped)
         else:
             if table:
                 flush()
@@ -148,7 +154,7 @@ def select_evidence(
 
 def support(answer: str, evidence: Sequence[str]) -> float:
     """Share of the answer's content words found in the evidence (0 when it adds an unseen number)."""
-    words = {_stem(w) for w in content_words(answer)}
+    words = {_stem(w) for w in content_words(answer) - FRAMING}
     if not words:
         return 0.0
     source = {_stem(w) for w in content_words(" ".join(evidence))}
@@ -160,6 +166,18 @@ def support(answer: str, evidence: Sequence[str]) -> float:
 
 def cited_numbers(answer: str) -> list[int]:
     return [int(m) for m in _CITE.findall(answer)]
+
+
+def tidy(generated: str) -> str:
+    """The answer part of a small model's output: no 'Answer:' prefix, one paragraph, and a copied
+    '[2] (Title) ...' source line turned into '... [2]'."""
+    text = generated.strip()
+    text = re.sub(r"^(answer|a)\s*:\s*", "", text, flags=re.I)
+    text = re.split(r"\n\s*\n|\nQuestion\b|\n\[", text)[0].strip()
+    copied = re.match(r"^\[(\d{1,2})\]\s*(\([^)]*\)\s*)?(.+)$", text, flags=re.S)
+    if copied:
+        text = f"{copied.group(3).strip()} [{copied.group(1)}]"
+    return text
 
 
 def strip_citations(answer: str) -> str:

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     train_epochs: float = 2.0
     learning_rate: float = 2e-4
     gate_tolerance: float = 0.02
+    eval_file: Path | None = Field(None, description="Held-out questions (JSONL) for the adapter gate; "
+                                   "default examples/questions.jsonl when present.")
 
     # --- derived -----------------------------------------------------------------------------------
     @cached_property

@@ -56,7 +56,9 @@ def token_allowed_for(url: str, api_base: str) -> bool:
     """The bot token is only ever sent to Slack's own hosts or the configured API host."""
     host = (urlparse(url).hostname or "").lower()
     api_host = (urlparse(api_base).hostname or "").lower()
-    return bool(host) and (host == api_host or any(host == h or host.endswith("." + h) for h in _SLACK_FILE_HOSTS))
+    return bool(host) and (
+        host == api_host or any(host == h or host.endswith("." + h) for h in _SLACK_FILE_HOSTS)
+    )
 
 
 def fetch(url: str, dest: Path, *, max_bytes: int, token: str | None = None) -> Path:
@@ -116,8 +118,10 @@ def download_url(client: WebClient, url: str, dest_dir: Path, max_bytes: int) ->
 
 def ingest_reply(name: str, scope: str, report: Any) -> str:
     """One line for the admin, plus one per failed or skipped file."""
-    lines = [f"{'Ingested' if report.ok else 'Could not fully ingest'} *{escape(name)}* into scope "
-             f"`{escape(scope)}`: {escape(report.summary())}"]
+    lines = [
+        f"{'Ingested' if report.ok else 'Could not fully ingest'} *{escape(name)}* into scope "
+        f"`{escape(scope)}`: {escape(report.summary())}"
+    ]
     for source, reason in list(report.failed) + list(getattr(report, "skipped", [])):
         lines.append(f"• {escape(str(source))}: {escape(str(reason))}")
     return "\n".join(lines)
@@ -128,7 +132,10 @@ def status_text(store: Any, channel_scopes: tuple[str, ...]) -> str:
     docs = store.list_documents()
     failed = [d for d in docs if d.status != "ok"]
     chunks = sum(d.chunk_count or 0 for d in docs)
-    lines = ["*kbot status*", f"• Documents: {len(docs)} ({chunks} chunks)" + (f", {len(failed)} failed" if failed else "")]
+    lines = [
+        "*kbot status*",
+        f"• Documents: {len(docs)} ({chunks} chunks)" + (f", {len(failed)} failed" if failed else ""),
+    ]
     if docs:
         last = max(docs, key=lambda d: d.updated_at or d.ingested_at)
         when = (last.updated_at or last.ingested_at).strftime("%Y-%m-%d %H:%M UTC")
@@ -138,8 +145,10 @@ def status_text(store: Any, channel_scopes: tuple[str, ...]) -> str:
     active = store.active_adapter()
     lines.append(f"• Adapter: {escape(active.version)}" if active else "• Adapter: none (base model)")
     pending = len(store.list_feedback(correction_status="pending"))
-    lines.append(f"• Answers: {store.count_answers()}, feedback: {store.count_feedback()}"
-                 f" ({pending} corrections waiting for review)")
+    lines.append(
+        f"• Answers: {store.count_answers()}, feedback: {store.count_feedback()}"
+        f" ({pending} corrections waiting for review)"
+    )
     lines.append(f"• Scopes here: {', '.join(f'`{escape(s)}`' for s in channel_scopes)}")
     return "\n".join(lines)
 
@@ -167,16 +176,24 @@ class AdminCommands:
     def accept_files(self, event: dict[str, Any], user: str, channel: str) -> None:
         bot, reply_thread = self.bot, event.get("thread_ts")
         if not bot.is_admin(user):
-            bot.post(channel, "Thanks, but only kbot admins can add documents. I'm happy to answer questions, "
-                     "though: just ask.", thread_ts=reply_thread)
+            bot.post(
+                channel,
+                "Thanks, but only kbot admins can add documents. I'm happy to answer questions, "
+                "though: just ask.",
+                thread_ts=reply_thread,
+            )
             return
         files = [f for f in event.get("files") or [] if f.get("id")]
         words = re.findall(r"scope[=:]\s*([A-Za-z0-9._-]{1,64})", event.get("text") or "")
         scope = words[0] if words else bot.settings.default_scope
-        bot.post(channel, f"Adding {len(files)} file(s) to scope `{escape(scope)}`...", thread_ts=reply_thread)
+        bot.post(
+            channel, f"Adding {len(files)} file(s) to scope `{escape(scope)}`...", thread_ts=reply_thread
+        )
         bot.submit(self.ingest_files, files, scope, channel, reply_thread)
 
-    def ingest_files(self, files: list[dict[str, Any]], scope: str, channel: str, thread_ts: str | None) -> None:
+    def ingest_files(
+        self, files: list[dict[str, Any]], scope: str, channel: str, thread_ts: str | None
+    ) -> None:
         bot = self.bot
         dest = bot.settings.data_dir / "uploads" / "slack"
         max_bytes = int(bot.settings.max_file_mb * 1_000_000)
@@ -204,8 +221,11 @@ class AdminCommands:
             ack(response_type="ephemeral", text=f"I don't know `/kbot {escape(sub[:40])}`.\n{HELP}")
             return
         if not bot.is_admin(user):
-            ack(response_type="ephemeral", text=f"Sorry, `/kbot {sub}` is for kbot admins; an admin can add your Slack user id to "
-                     "KBOT_SLACK_ADMINS. You can still ask questions with `/ask`.")
+            ack(
+                response_type="ephemeral",
+                text=f"Sorry, `/kbot {sub}` is for kbot admins; an admin can add your Slack user id to "
+                "KBOT_SLACK_ADMINS. You can still ask questions with `/ask`.",
+            )
             return
         if sub == "status":
             is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
@@ -216,9 +236,15 @@ class AdminCommands:
             url_text, _, scope = rest.strip().partition(" ")
             url, scope = parse_url_argument(url_text), scope.strip() or bot.settings.default_scope
             if not url.lower().startswith(("http://", "https://")) or not SCOPE_NAME.match(scope):
-                ack(response_type="ephemeral", text="Usage: `/kbot ingest <url> [scope]`, or share a file with me in a DM.")
+                ack(
+                    response_type="ephemeral",
+                    text="Usage: `/kbot ingest <url> [scope]`, or share a file with me in a DM.",
+                )
                 return
-            ack(response_type="ephemeral", text=f"Fetching {link(url, url[:200])} into scope `{escape(scope)}` ...")
+            ack(
+                response_type="ephemeral",
+                text=f"Fetching {link(url, url[:200])} into scope `{escape(scope)}` ...",
+            )
             bot.submit(self.ingest_url, url, scope, respond)
 
     def scope(self, ack: Any, args: str, channel: str, user: str) -> None:
@@ -231,7 +257,10 @@ class AdminCommands:
             self.bot.store.set_channel_scopes("slack", target, scopes)
             log.info("slack admin %s set the scopes of channel %s", user, target)
         shown = ", ".join(f"`{escape(s)}`" for s in self.bot.scopes_for(target, user, False))
-        ack(response_type="ephemeral", text=f"{'Now answering' if scopes else 'Answering'} in <#{target}> from: {shown}")
+        ack(
+            response_type="ephemeral",
+            text=f"{'Now answering' if scopes else 'Answering'} in <#{target}> from: {shown}",
+        )
 
     def ingest_url(self, url: str, scope: str, respond: Any) -> None:
         bot = self.bot

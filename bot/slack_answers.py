@@ -61,8 +61,14 @@ class ResponseUrlTarget:
             if self.partial_updates >= RESPONSE_URL_PARTIAL_UPDATES:
                 return
             self.partial_updates += 1
-        resp = webhook(self.response_url).send(text=text, blocks=blocks, replace_original=True,
-                                               response_type="ephemeral", unfurl_links=False, unfurl_media=False)
+        resp = webhook(self.response_url).send(
+            text=text,
+            blocks=blocks,
+            replace_original=True,
+            response_type="ephemeral",
+            unfurl_links=False,
+            unfurl_media=False,
+        )
         if resp.status_code != 200:
             log.warning("response_url update failed with HTTP %s", resp.status_code)
 
@@ -83,8 +89,12 @@ def strip_mentions(text: str, bot_user_id: str | None) -> str:
 
 
 def from_a_bot(event: dict[str, Any], bot_user_id: str | None) -> bool:
-    return bool(event.get("bot_id") or event.get("bot_profile") or event.get("subtype") == "bot_message"
-                or (bot_user_id and event.get("user") == bot_user_id))
+    return bool(
+        event.get("bot_id")
+        or event.get("bot_profile")
+        or event.get("subtype") == "bot_message"
+        or (bot_user_id and event.get("user") == bot_user_id)
+    )
 
 
 def is_dm_channel(channel_id: str, channel_type: str | None = None) -> bool:
@@ -131,13 +141,22 @@ class Conversations:
         text = strip_mentions(raw, bot_user_id)
         reply_thread = thread_ts or (None if is_dm else ts)
         if not text or len(text) > MAX_QUESTION_CHARS:
-            reply = ("Hi! Ask me a question and I'll answer from the knowledge base." if not text else
-                     f"That question is too long (over {MAX_QUESTION_CHARS} characters); please shorten it.")
+            reply = (
+                "Hi! Ask me a question and I'll answer from the knowledge base."
+                if not text
+                else f"That question is too long (over {MAX_QUESTION_CHARS} characters); please shorten it."
+            )
             bot.post(channel, reply, thread_ts=reply_thread)
             return
-        question = Question(text=text, user_id=user, platform=PLATFORM, channel_id=channel,
-                            thread_id=reply_thread or "", scopes=bot.scopes_for(channel, user, is_dm),
-                            event_id=f"{channel}:{ts}")
+        question = Question(
+            text=text,
+            user_id=user,
+            platform=PLATFORM,
+            channel_id=channel,
+            thread_id=reply_thread or "",
+            scopes=bot.scopes_for(channel, user, is_dm),
+            event_id=f"{channel}:{ts}",
+        )
         if reply_thread:  # a conversation from now on, so follow-ups sent while answering are recognised
             store.conversation_id(PLATFORM, channel, reply_thread)
         placeholder_ts = bot.post(channel, *slack_render.placeholder_message(), thread_ts=reply_thread)
@@ -149,10 +168,16 @@ class Conversations:
         """Answer ephemerally: the ack is the placeholder, the response_url gets the answer."""
         text = (command.get("text") or "").strip()
         if not text:
-            ack(response_type="ephemeral", text="Ask a question after the command, e.g. `/ask How do I reset my VPN password?`")
+            ack(
+                response_type="ephemeral",
+                text="Ask a question after the command, e.g. `/ask How do I reset my VPN password?`",
+            )
             return
         if len(text) > MAX_QUESTION_CHARS:
-            ack(response_type="ephemeral", text=f"That question is too long (over {MAX_QUESTION_CHARS} characters); please shorten it.")
+            ack(
+                response_type="ephemeral",
+                text=f"That question is too long (over {MAX_QUESTION_CHARS} characters); please shorten it.",
+            )
             return
         ack(response_type="ephemeral", text=slack_render.PLACEHOLDER)
         trigger = command.get("trigger_id") or ""
@@ -160,12 +185,20 @@ class Conversations:
             return
         channel, user = command.get("channel_id", ""), command.get("user_id", "")
         is_dm = is_dm_channel(channel, "im" if command.get("channel_name") == "directmessage" else None)
-        question = Question(text=text, user_id=user, platform=PLATFORM, channel_id=channel,
-                            scopes=self.bot.scopes_for(channel, user, is_dm), event_id=f"cmd:{trigger}")
+        question = Question(
+            text=text,
+            user_id=user,
+            platform=PLATFORM,
+            channel_id=channel,
+            scopes=self.bot.scopes_for(channel, user, is_dm),
+            event_id=f"cmd:{trigger}",
+        )
         self.bot.submit(self.answer, question, ResponseUrlTarget(command["response_url"]), False)
 
     # --- the retry button on an apology ------------------------------------------------------------
-    def on_retry(self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
+    def on_retry(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any
+    ) -> None:
         """Answer a failed question again, in place of the apology. The question comes from the store."""
         ack()
         failed_id = action.get("value") or ""
@@ -181,19 +214,41 @@ class Conversations:
         if container.get("is_ephemeral") or not container.get("message_ts"):
             target = ResponseUrlTarget(body["response_url"])
         else:
-            target = MessageTarget(self.bot.client, container.get("channel_id") or channel, container["message_ts"])
+            target = MessageTarget(
+                self.bot.client, container.get("channel_id") or channel, container["message_ts"]
+            )
         target.show(*slack_render.placeholder_message())
         is_dm = is_dm_channel(channel)
-        question = Question(text=row.question, user_id=row.user_id, platform=PLATFORM, channel_id=channel,
-                            thread_id=row.thread_id or "", scopes=self.bot.scopes_for(channel, row.user_id, is_dm),
-                            event_id=f"retry:{failed_id}")
+        question = Question(
+            text=row.question,
+            user_id=row.user_id,
+            platform=PLATFORM,
+            channel_id=channel,
+            thread_id=row.thread_id or "",
+            scopes=self.bot.scopes_for(channel, row.user_id, is_dm),
+            event_id=f"retry:{failed_id}",
+        )
         apology_ts = container.get("message_ts") or ""
-        self.bot.submit(self.answer, question, target, is_dm and not target.ephemeral, {apology_ts},
-                        context.bot_user_id, apology_ts or None)
+        self.bot.submit(
+            self.answer,
+            question,
+            target,
+            is_dm and not target.ephemeral,
+            {apology_ts},
+            context.bot_user_id,
+            apology_ts or None,
+        )
 
     # --- answering -------------------------------------------------------------------------------
-    def answer(self, question: Question, target: Target, is_dm: bool, skip_ts: set[str] | None = None,
-               bot_user_id: str | None = None, before_ts: str | None = None) -> None:
+    def answer(
+        self,
+        question: Question,
+        target: Target,
+        is_dm: bool,
+        skip_ts: set[str] | None = None,
+        bot_user_id: str | None = None,
+        before_ts: str | None = None,
+    ) -> None:
         """Fetch the thread history, stream the engine's answer into `target`, then render it.
         `before_ts`: in a DM outside threads, the history is the messages before this one."""
         if is_dm or question.thread_id:
@@ -226,22 +281,27 @@ class Conversations:
         try:
             target.show(text, blocks, final=True)
         except SlackApiError as exc:  # never leave the placeholder behind: a short text and a link
-            log.warning("rendering answer %s failed (%s); sending a link", final.answer_id, exc.response.get("error"))
+            log.warning(
+                "rendering answer %s failed (%s); sending a link", final.answer_id, exc.response.get("error")
+            )
             url = slack_render.full_answer_url(public_url, final.answer_id)
             target.show(f"{text[:2000]}\n{slack_render.link(url, 'Full answer')}", [], final=True)
         log.info("slack answer %s shown in %s (mode=%s)", final.answer_id, question.channel_id, final.mode)
 
-    def history(self, question: Question, skip_ts: set[str], bot_user_id: str | None,
-                before_ts: str | None = None) -> tuple[Turn, ...]:
+    def history(
+        self, question: Question, skip_ts: set[str], bot_user_id: str | None, before_ts: str | None = None
+    ) -> tuple[Turn, ...]:
         """Earlier turns of the thread (or of the DM), oldest first, read back from Slack."""
         client, limit = self.bot.client, 2 * self.bot.settings.history_turns + 2
         try:
             if question.thread_id:
                 messages = client.conversations_replies(
-                    channel=question.channel_id, ts=question.thread_id, limit=100)["messages"]
+                    channel=question.channel_id, ts=question.thread_id, limit=100
+                )["messages"]
             else:  # a DM outside threads: the messages before this one (newest first from Slack)
                 messages = client.conversations_history(
-                    channel=question.channel_id, latest=before_ts, limit=limit)["messages"][::-1]
+                    channel=question.channel_id, latest=before_ts, limit=limit
+                )["messages"][::-1]
         except SlackApiError as exc:
             log.warning("could not read history in %s: %s", question.channel_id, exc.response.get("error"))
             return ()

@@ -47,8 +47,12 @@ MAX_BODY_BYTES = 1_000_000  # Slack's payloads are a few KB; anything near this 
 # What this code uses; deploy/slack-manifest.yml must ask for exactly this (tests/test_slack_manifest.py).
 SLASH_COMMANDS = ("/ask", "/kbot")
 BOT_EVENTS = ("app_mention", "message.channels", "message.groups", "message.im")
-EVENT_SCOPES = {"app_mention": "app_mentions:read", "message.channels": "channels:history",
-                "message.groups": "groups:history", "message.im": "im:history"}
+EVENT_SCOPES = {
+    "app_mention": "app_mentions:read",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+}
 API_METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "auth.test": (),
     "chat.postMessage": ("chat:write",),
@@ -184,11 +188,22 @@ class SlackBot:
             return tuple(stored)
         return tuple(self.settings.slack_channel_scopes.get(channel_id) or [default])
 
-    def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-             thread_ts: str | None = None) -> str:
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
         """chat.postMessage without link previews; returns the new message's ts."""
-        resp = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
-                                            unfurl_links=False, unfurl_media=False)
+        resp = self.client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
         return resp["ts"]
 
 
@@ -265,8 +280,15 @@ def start_socket_mode(runtime: Any, bot: SlackBot | None = None) -> SocketModeCo
 def run_slack(runtime: Any) -> None:
     """`kbot slack`: Socket Mode when SLACK_APP_TOKEN is set, else an HTTP server for /slack/events."""
     settings = runtime.settings
-    if secret(settings.slack_app_token):
-        connection = start_socket_mode(runtime)
+    socket_mode = bool(secret(settings.slack_app_token))
+    if not socket_mode and not secret(settings.slack_signing_secret):
+        raise SlackNotConfigured("set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode")
+    bot = SlackBot(runtime)
+    identity = bot.client.auth_test()  # fails here, clearly, on a wrong token or an unreachable API
+    log.info("Slack bot user %s in team %s; loading models", identity.get("user_id"), identity.get("team_id"))
+    _ = runtime.engine  # load the models before the first question rather than during it
+    if socket_mode:
+        connection = start_socket_mode(runtime, bot)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
@@ -274,16 +296,13 @@ def run_slack(runtime: Any) -> None:
         finally:
             connection.close()
         return
-    if not secret(settings.slack_signing_secret):
-        raise SlackNotConfigured("set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode")
     import uvicorn
     from fastapi import FastAPI
 
     api = FastAPI(title="kbot Slack events", docs_url=None, redoc_url=None, openapi_url=None)
-    router = slack_router(runtime)
-    api.include_router(router)
+    api.include_router(slack_router(runtime, bot))
     log.info("Slack HTTP mode: POST http://%s:%s%s", settings.host, settings.port, EVENTS_PATH)
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
     finally:
-        router.slack_bot.close()  # type: ignore[attr-defined]
+        bot.close()

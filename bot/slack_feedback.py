@@ -47,7 +47,10 @@ class FeedbackHandlers:
             _tell(respond, "I can't find that answer any more, so the vote was not recorded.")
             return
         log.info("slack vote %+d on answer %s", vote, answer_id)
-        _tell(respond, f"Thanks! Your {'👍' if vote > 0 else '👎'} is recorded (click the other one to change it).")
+        _tell(
+            respond,
+            f"Thanks! Your {'👍' if vote > 0 else '👎'} is recorded (click the other one to change it).",
+        )
 
     def on_correct(self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         """Open the correction modal at once (the trigger_id expires after 3 seconds)."""
@@ -66,33 +69,45 @@ class FeedbackHandlers:
             meta = json.loads(view.get("private_metadata") or "{}")
             text = (view["state"]["values"][CORRECTION_BLOCK][CORRECTION_INPUT].get("value") or "").strip()
         except (ValueError, KeyError, TypeError, AttributeError):
-            ack(response_action="errors", errors={CORRECTION_BLOCK: "Something was missing; please try again."})
+            ack(
+                response_action="errors",
+                errors={CORRECTION_BLOCK: "Something was missing; please try again."},
+            )
             return
         if not text:
             ack(response_action="errors", errors={CORRECTION_BLOCK: "Please write the corrected answer."})
             return
         if len(text) > MAX_CORRECTION_CHARS:
-            ack(response_action="errors",
-                errors={CORRECTION_BLOCK: f"Please keep it under {MAX_CORRECTION_CHARS} characters."})
+            ack(
+                response_action="errors",
+                errors={CORRECTION_BLOCK: f"Please keep it under {MAX_CORRECTION_CHARS} characters."},
+            )
             return
         user = (body.get("user") or {}).get("id", "")
         answer_id = str(meta.get("answer_id", "")) if isinstance(meta, dict) else ""
         try:
             self.bot.runtime.engine.record_feedback(
-                Feedback(answer_id, user, vote=0, correction=text, platform=PLATFORM))
+                Feedback(answer_id, user, vote=0, correction=text, platform=PLATFORM)
+            )
         except UnknownAnswer:
             ack(response_action="errors", errors={CORRECTION_BLOCK: "That answer no longer exists."})
             return
         except Exception:
             log.exception("storing a Slack correction failed")
-            ack(response_action="errors", errors={CORRECTION_BLOCK: "Could not save it right now; please retry."})
+            ack(
+                response_action="errors",
+                errors={CORRECTION_BLOCK: "Could not save it right now; please retry."},
+            )
             return
         ack()
         log.info("slack correction on answer %s stored for review", answer_id)
         if meta.get("channel_id"):
             try:
-                self.bot.client.chat_postEphemeral(channel=meta["channel_id"], user=user,
-                                                   text="Thanks! Your correction is saved and waiting for review.")
+                self.bot.client.chat_postEphemeral(
+                    channel=meta["channel_id"],
+                    user=user,
+                    text="Thanks! Your correction is saved and waiting for review.",
+                )
             except SlackApiError as exc:
                 log.info("could not confirm a correction: %s", exc.response.get("error"))
 
@@ -105,13 +120,17 @@ class FeedbackHandlers:
             return
         user = (body.get("user") or {}).get("id", "")
         header = f"<@{user}> asked: {escape(row.question[:500])}" if _USER_ID.fullmatch(user) else None
-        text, blocks = slack_render.answer_message(slack_render.answer_from_row(row), self.bot.settings.public_url,
-                                                   header=header)
+        text, blocks = slack_render.answer_message(
+            slack_render.answer_from_row(row), self.bot.settings.public_url, header=header
+        )
         try:
             self.bot.post(_channel_of(body), text, blocks)
         except SlackApiError as exc:
             if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
                 raise
-            _tell(respond, "I need to be a member of this channel to share here: `/invite @kbot`, then try again.")
+            _tell(
+                respond,
+                "I need to be a member of this channel to share here: `/invite @kbot`, then try again.",
+            )
             return
         respond(delete_original=True)

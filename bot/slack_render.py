@@ -101,8 +101,10 @@ def _section(text: str) -> dict[str, Any]:
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
-        "type": "button", "text": {"type": "plain_text", "text": text, "emoji": True},
-        "action_id": action_id, "value": value,
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
     }
     if style:
         button["style"] = style
@@ -133,7 +135,9 @@ def answer_message(
         body = body[:SHOWN_ANSWER_CHARS].rsplit(" ", 1)[0] + " …"
     blocks: list[dict[str, Any]] = []
     if header:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": header[:MAX_SECTION_CHARS]}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": header[:MAX_SECTION_CHARS]}]}
+        )
     # 3 blocks stay reserved for the "full answer" link, the sources and the buttons.
     room = MAX_BLOCKS - len(blocks) - 3
     pieces = split_text(escape(body))
@@ -160,7 +164,10 @@ def partial_message(text: str) -> tuple[str, list[dict[str, Any]]]:
     if len(shown) > MAX_SECTION_CHARS - 100:
         shown = shown[: MAX_SECTION_CHARS - 100] + " …"
     shown = shown or PLACEHOLDER
-    return shown, [_section(shown), {"type": "context", "elements": [{"type": "mrkdwn", "text": "_writing…_"}]}]
+    return shown, [
+        _section(shown),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "_writing…_"}]},
+    ]
 
 
 def placeholder_message() -> tuple[str, list[dict[str, Any]]]:
@@ -177,7 +184,7 @@ def failure_message(answer_id: str | None) -> tuple[str, list[dict[str, Any]]]:
 
 def correction_modal(answer_id: str, channel_id: str, answer_text: str) -> dict[str, Any]:
     """The "Suggest a correction" modal; private_metadata says which answer (and where to confirm)."""
-    shown = escape(answer_text.strip())[:MAX_SECTION_CHARS - 100] or "(empty answer)"
+    shown = escape(answer_text.strip())[: MAX_SECTION_CHARS - 100] or "(empty answer)"
     return {
         "type": "modal",
         "callback_id": CORRECTION_VIEW,
@@ -192,7 +199,9 @@ def correction_modal(answer_id: str, channel_id: str, answer_text: str) -> dict[
                 "block_id": CORRECTION_BLOCK,
                 "label": {"type": "plain_text", "text": "What should the answer be?"},
                 "element": {
-                    "type": "plain_text_input", "action_id": CORRECTION_INPUT, "multiline": True,
+                    "type": "plain_text_input",
+                    "action_id": CORRECTION_INPUT,
+                    "multiline": True,
                     "max_length": MAX_CORRECTION_CHARS,
                 },
             },
@@ -205,5 +214,11 @@ def answer_from_row(row: Any) -> Answer:
     known = set(Citation.__dataclass_fields__)
     citations = [Citation(**{k: v for k, v in c.items() if k in known}) for c in (row.citations or [])]
     mode = row.mode if row.mode in ("generated", "extractive", "declined") else "generated"
-    return Answer(text=row.answer or "", citations=citations, mode=mode, answer_id=row.id,
-                  standalone_query=row.standalone_query or "", adapter_version=row.adapter_version)
+    return Answer(
+        text=row.answer or "",
+        citations=citations,
+        mode=mode,
+        answer_id=row.id,
+        standalone_query=row.standalone_query or "",
+        adapter_version=row.adapter_version,
+    )

@@ -19,6 +19,9 @@ import httpx
 from bot.ports import Message
 
 log = logging.getLogger(__name__)
+# A short answer ends at a blank line; a small model that goes on starts a new "Question:" or
+# lists the next source, which is never part of the answer.
+STOP_STRINGS = ("\n\n", "\nQuestion", "\n[")
 BASE = "base"  # adapter name meaning "no adapter"
 
 
@@ -120,15 +123,21 @@ class LocalGenerator:
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TextIteratorStreamer
 
         inputs = self.tokenizer(self.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        # The penalty applies to generated tokens only: penalising the prompt's tokens would push a
+        # RAG answer away from the very words of its sources (measured: 0 of 20 answers grounded).
+        penalty = RepetitionPenaltyLogitsProcessor(self.repetition_penalty,
+                                                   prompt_ignore_length=inputs["input_ids"].shape[-1])
         kwargs: dict[str, Any] = dict(
             **inputs,
             streamer=streamer,
             max_new_tokens=self.max_new_tokens,
-            repetition_penalty=self.repetition_penalty,
+            logits_processor=LogitsProcessorList([penalty]),
+            stop_strings=list(STOP_STRINGS),
+            tokenizer=self.tokenizer,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
         if self.temperature > 0:

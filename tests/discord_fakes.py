@@ -78,8 +78,9 @@ def thread_channel(thread_id: str, parent_id: str = CHANNEL_ID, owner_id: str = 
                    name: str = "question", guild_id: str = GUILD_ID) -> dict:
     return {"id": thread_id, "type": 11, "guild_id": guild_id, "parent_id": parent_id, "owner_id": owner_id,
             "name": name, "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0,
-            "member_count": 1, "flags": 0, "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
-                                            "archive_timestamp": iso(), "locked": False}}
+            "member_count": 1, "flags": 0,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": iso(),
+                                "locked": False}}
 
 
 def dm_channel(channel_id: str, recipient: dict) -> dict:
@@ -141,7 +142,8 @@ def _interaction(kind: int, data: dict, *, user: dict, channel: dict, guild_id: 
 
 
 def slash_command(name: str, options: Sequence[dict] = (), *, user: dict = ALICE, channel: dict | None = None,
-                  guild_id: str | None = GUILD_ID, roles: Sequence[str] = (), permissions: int = 0, resolved: dict | None = None, interaction_id: str | None = None,
+                  guild_id: str | None = GUILD_ID, roles: Sequence[str] = (), permissions: int = 0,
+                  resolved: dict | None = None, interaction_id: str | None = None,
                   created: datetime | None = None) -> dict:
     data: dict[str, Any] = {"id": snowflake(), "name": name, "type": 1, "options": list(options)}
     if guild_id:
@@ -176,8 +178,8 @@ def modal_submit(custom_id: str, values: dict[str, str], *, user: dict = ALICE,
                    "component": {"type": 4, "id": i + 10, "custom_id": k, "value": v}}
                   for i, (k, v) in enumerate(values.items())]
     return _interaction(5, {"custom_id": custom_id, "components": components}, user=user,
-                        channel=text_channel(), guild_id=guild_id, roles=[], permissions=0, interaction_id=None,
-                        msg=msg)
+                        channel=text_channel(), guild_id=guild_id, roles=[], permissions=0,
+                        interaction_id=None, msg=msg)
 
 
 # --- the fake REST API -----------------------------------------------------------------------------
@@ -396,7 +398,7 @@ CHUNKS = [
     Chunk("hr-1", "Parental leave is sixteen weeks at full pay.", 0.9, "hr/leave.md", title="Leave policy",
           scope="hr"),
 ]
-_WATCHED_LOGGERS = ("discord", "bot.discord_app", "bot.discord_admin")
+_WATCHED_LOGGERS = ("discord", "bot.discord_app", "bot.discord_admin", "bot.discord_conversation")
 
 
 class _ErrorLog(logging.Handler):

@@ -63,7 +63,7 @@ class FakeSlackAPI:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> FakeSlackAPI:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -74,8 +74,9 @@ class FakeSlackAPI:
     def next_ts(self) -> str:
         return f"{1_700_000_000 + next(self._ts)}.{next(self._ts):06d}"
 
-    def user_message(self, channel: str, text: str, user: str = "U1", thread_ts: str | None = None,
-                     **extra: Any) -> dict[str, Any]:
+    def user_message(
+        self, channel: str, text: str, user: str = "U1", thread_ts: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """A message a person posts (kept for conversations.replies); returns the event to deliver."""
         ts = self.next_ts()
         msg = {"type": "message", "user": user, "text": text, "ts": ts, "channel": channel, **extra}
@@ -97,8 +98,9 @@ class FakeSlackAPI:
             while len([c for c in self.calls if c.method == method]) < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"expected {count} {method} call(s); got "
-                                         f"{[c.method for c in self.calls]}")
+                    raise AssertionError(
+                        f"expected {count} {method} call(s); got {[c.method for c in self.calls]}"
+                    )
                 self._cond.wait(left)
             return [c for c in self.calls if c.method == method]
 
@@ -145,7 +147,7 @@ class FakeSlackAPI:
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
             return {"ok": True, "url": "https://kbot-test.slack.com/", "team": "Test", "user": "kbot",
-                    "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}
+                    "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         if method == "chat.postMessage":
@@ -169,16 +171,18 @@ class FakeSlackAPI:
         if method == "conversations.replies":
             return {"ok": True, "messages": self.thread(args["channel"], args["ts"]), "has_more": False}
         if method == "conversations.history":
-            msgs = [m for m in self.messages.get(args["channel"], []) if "thread_ts" not in m
-                    and (not args.get("latest") or float(m["ts"]) < float(args["latest"]))]
+            latest = float(args.get("latest") or "inf")
+            msgs = [m for m in self.messages.get(args["channel"], [])
+                    if "thread_ts" not in m and float(m["ts"]) < latest]
             return {"ok": True, "messages": msgs[::-1][: int(args.get("limit", 100))], "has_more": False}
         if method == "files.info":
             if args["file"] not in self.files:
                 return {"ok": False, "error": "file_not_found"}
             name, content = self.files[args["file"]]
             url = f"{self.base}/files/{args['file']}/{name}"
-            return {"ok": True, "file": {"id": args["file"], "name": name, "title": name, "size": len(content),
-                                         "url_private": url, "url_private_download": url + "?download=1"}}
+            info = {"id": args["file"], "name": name, "title": name, "size": len(content),
+                    "url_private": url, "url_private_download": url + "?download=1"}
+            return {"ok": True, "file": info}
         return {"ok": False, "error": "unknown_method"}
 
     def _download(self, req: BaseHTTPRequestHandler, path: str, headers: dict[str, str]) -> None:
@@ -220,7 +224,8 @@ def signed_headers(body: str, secret: str = SIGNING_SECRET, timestamp: int | str
     """Headers exactly as Slack computes them: v0=HMAC-SHA256(secret, 'v0:{ts}:{body}')."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-    headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}", "Content-Type": content_type}
+    headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
+               "Content-Type": content_type}
     if retry is not None:
         headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
     return headers
@@ -269,13 +274,14 @@ def block_action(action_id: str, value: str, response_url: str, user: str = "U1"
     return urlencode({"payload": json.dumps(payload)})
 
 
-def view_submission(private_metadata: str, values: dict[str, Any], user: str = "U1",
-                    callback_id: str = "kbot_correction") -> str:
+def view_submission(
+    private_metadata: str, values: dict[str, Any], user: str = "U1", callback_id: str = "kbot_correction"
+) -> str:
     payload = {
         "type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": user, "team_id": TEAM_ID},
         "api_app_id": "A0001", "token": "legacy", "trigger_id": f"trig.{next(_event_ids)}",
-        "view": {"id": "V1", "type": "modal", "callback_id": callback_id, "private_metadata": private_metadata,
-                 "state": {"values": values}, "team_id": TEAM_ID},
+        "view": {"id": "V1", "type": "modal", "callback_id": callback_id, "team_id": TEAM_ID,
+                 "private_metadata": private_metadata, "state": {"values": values}},
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -304,8 +310,9 @@ class FakeSocketModeServer:
         self.server.shutdown()
 
     def _session(self, connection: Any) -> None:
-        connection.send(json.dumps({"type": "hello", "num_connections": 1,
-                                    "connection_info": {"app_id": "A0001"}}))
+        connection.send(
+            json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}})
+        )
         with self._cond:
             self._connection = connection
             self._cond.notify_all()
@@ -326,12 +333,23 @@ class FakeSocketModeServer:
                 raise AssertionError("the Socket Mode client never connected")
             connection = self._connection
         sent = time.monotonic()
-        connection.send(json.dumps({"envelope_id": envelope_id, "type": "events_api", "payload": json.loads(body),
-                                    "accepts_response_payload": False, "retry_attempt": 0, "retry_reason": ""}))
+        connection.send(
+            json.dumps(
+                {
+                    "envelope_id": envelope_id,
+                    "type": "events_api",
+                    "payload": json.loads(body),
+                    "accepts_response_payload": False,
+                    "retry_attempt": 0,
+                    "retry_reason": "",
+                }
+            )
+        )
         return sent
 
     def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> float:
         """Wait for the ack of `envelope_id`; returns when it arrived (time.monotonic())."""
+
         def found() -> list[dict[str, Any]]:
             return [a for a in self.acks if a.get("envelope_id") == envelope_id]
 
@@ -342,17 +360,28 @@ class FakeSocketModeServer:
 
 
 # --- the app under test ----------------------------------------------------------------------------
-VPN_CHUNK_TEXT = ("The VPN server address is vpn.example.com. Connect with the company VPN client "
-                  "and sign in with your single sign-on account.")
+VPN_CHUNK_TEXT = (
+    "The VPN server address is vpn.example.com. Connect with the company VPN client "
+    "and sign in with your single sign-on account."
+)
 
 
 class SlackHarness:
     """The real Bolt app (SlackBot) over a real Store and engine with fake retriever/generator, served by
     the real FastAPI router, talking to a FakeSlackAPI. `send_*` deliver signed requests like Slack."""
 
-    def __init__(self, tmp_path: Any, api: FakeSlackAPI, *, chunks: Any = None, reply: str = "",
-                 delay: float = 0.0, retriever_error: Exception | None = None, store: Any = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Any,
+        api: FakeSlackAPI,
+        *,
+        chunks: Any = None,
+        reply: str = "",
+        delay: float = 0.0,
+        retriever_error: Exception | None = None,
+        store: Any = None,
+        **overrides: Any,
+    ) -> None:
         from fastapi import FastAPI
         from fastapi.testclient import TestClient
 
@@ -365,10 +394,26 @@ class SlackHarness:
         from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
 
         if chunks is None:
-            chunks = [Chunk(id="vpn-1", text=VPN_CHUNK_TEXT, score=0.9, source="docs/it/vpn.md", title="VPN guide",
-                            heading="Connecting", url="https://wiki.example.com/vpn")]
-        settings = dict(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, slack_api_url=api.api_url,
-                        public_url="https://kbot.example.com") | overrides
+            chunks = [
+                Chunk(
+                    id="vpn-1",
+                    text=VPN_CHUNK_TEXT,
+                    score=0.9,
+                    source="docs/it/vpn.md",
+                    title="VPN guide",
+                    heading="Connecting",
+                    url="https://wiki.example.com/vpn",
+                )
+            ]
+        settings = (
+            dict(
+                SLACK_BOT_TOKEN=BOT_TOKEN,
+                SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                slack_api_url=api.api_url,
+                public_url="https://kbot.example.com",
+            )
+            | overrides
+        )
         self.api = api
         self.store = store or Store(f"sqlite:///{tmp_path / 'kbot.db'}")
         self.retriever = FakeRetriever(chunks, error=retriever_error)
@@ -376,8 +421,10 @@ class SlackHarness:
         self.ingestor = FakeIngestor()
         self.runtime = Runtime(make_settings(tmp_path, **settings))
         self.runtime.__dict__.update(
-            store=self.store, ingestor=self.ingestor,
-            engine=ConversationEngine(self.retriever, self.generator, self.store, FakeEmbedder()))
+            store=self.store,
+            ingestor=self.ingestor,
+            engine=ConversationEngine(self.retriever, self.generator, self.store, FakeEmbedder()),
+        )
         self.bot = SlackBot(self.runtime)
         web = FastAPI()
         web.include_router(slack_router(self.runtime, bot=self.bot))
@@ -388,8 +435,11 @@ class SlackHarness:
         self.bot.close()
 
     def send(self, body: str, content_type: str = "application/json", **sign: Any) -> Any:
-        return self.http.post("/slack/events", content=body.encode(), headers=signed_headers(body, content_type=content_type,
-                                                                                            **sign))
+        return self.http.post(
+            "/slack/events",
+            content=body.encode(),
+            headers=signed_headers(body, content_type=content_type, **sign),
+        )
 
     def send_event(self, event: dict[str, Any], event_id: str | None = None, **sign: Any) -> Any:
         return self.send(event_callback(event, event_id), **sign)

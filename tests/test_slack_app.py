@@ -37,8 +37,12 @@ def slack(tmp_path, api):
 
 def final_updates(api: FakeSlackAPI, ts: str | None = None) -> list[dict]:
     """chat.update calls that carry a finished answer (its feedback buttons)."""
-    return [c.args for c in api.of("chat.update") if (ts is None or c.args["ts"] == ts)
-            and any(b["type"] == "actions" for b in c.args.get("blocks") or [])]
+    return [
+        c.args
+        for c in api.of("chat.update")
+        if (ts is None or c.args["ts"] == ts)
+        and any(b["type"] == "actions" for b in c.args.get("blocks") or [])
+    ]
 
 
 def buttons(blocks: list[dict]) -> dict[str, str]:
@@ -65,14 +69,20 @@ def test_mention_is_answered_in_a_thread_with_linked_sources(slack, api):
     blocks_text = json.dumps(final["blocks"], ensure_ascii=False)
     assert "<https://wiki.example.com/vpn|VPN guide> · Connecting" in blocks_text
     [row] = slack.store.list_answers()
-    assert buttons(final["blocks"]) == {ACTION_VOTE_UP: row.id, ACTION_VOTE_DOWN: row.id, ACTION_CORRECT: row.id}
+    assert buttons(final["blocks"]) == {
+        ACTION_VOTE_UP: row.id,
+        ACTION_VOTE_DOWN: row.id,
+        ACTION_CORRECT: row.id,
+    }
     assert (row.platform, row.channel_id, row.thread_id, row.user_id) == ("slack", "C1", msg["ts"], "U1")
     assert row.question == QUESTION and row.scopes == ["default"]
 
 
 def test_thread_follow_up_needs_no_mention_and_uses_the_thread_as_history(slack, api):
     first = ask_in_channel(slack)
-    follow = api.user_message("C1", "which client does it need?", thread_ts=first["ts"], channel_type="channel")
+    follow = api.user_message(
+        "C1", "which client does it need?", thread_ts=first["ts"], channel_type="channel"
+    )
     assert slack.send_event(follow).status_code == 200
     slack.settle()
 
@@ -86,7 +96,9 @@ def test_thread_follow_up_needs_no_mention_and_uses_the_thread_as_history(slack,
 
 def test_messages_outside_the_bots_threads_are_left_alone(slack, api):
     top = api.user_message("C1", "lunch anyone?", channel_type="channel")
-    other_thread = api.user_message("C1", "what is the VPN address?", thread_ts=top["ts"], channel_type="channel")
+    other_thread = api.user_message(
+        "C1", "what is the VPN address?", thread_ts=top["ts"], channel_type="channel"
+    )
     for event in (top, other_thread):
         assert slack.send_event(event).status_code == 200
     slack.settle()
@@ -133,8 +145,12 @@ def test_ask_is_ephemeral_and_share_posts_it_in_the_channel(slack, api):
     slack.settle()
     [shared] = api.of("chat.postMessage")
     assert shared.args["channel"] == "C1" and shared.args["unfurl_links"] is False
-    assert "<@U1> asked: what is the VPN server address?" in json.dumps(shared.args["blocks"], ensure_ascii=False)
-    assert ACTION_SHARE not in buttons(shared.args["blocks"]) and ACTION_VOTE_UP in buttons(shared.args["blocks"])
+    assert "<@U1> asked: what is the VPN server address?" in json.dumps(
+        shared.args["blocks"], ensure_ascii=False
+    )
+    assert ACTION_SHARE not in buttons(shared.args["blocks"]) and ACTION_VOTE_UP in buttons(
+        shared.args["blocks"]
+    )
     removed = api.of("response_url")[-1].args
     assert removed["_url"] == "/respond/share" and removed["delete_original"] is True
 
@@ -180,9 +196,13 @@ def test_correction_modal_stores_a_pending_correction(slack, api):
     meta = view["private_metadata"]
     assert json.loads(meta) == {"answer_id": row.id, "channel_id": "C1"}
 
-    empty = slack.send_view(meta, {CORRECTION_BLOCK: {CORRECTION_INPUT: {"type": "plain_text_input", "value": " "}}})
+    empty = slack.send_view(
+        meta, {CORRECTION_BLOCK: {CORRECTION_INPUT: {"type": "plain_text_input", "value": " "}}}
+    )
     assert empty.status_code == 200 and empty.json()["response_action"] == "errors"
-    value = {CORRECTION_BLOCK: {CORRECTION_INPUT: {"type": "plain_text_input", "value": "It is vpn2.example.com"}}}
+    value = {
+        CORRECTION_BLOCK: {CORRECTION_INPUT: {"type": "plain_text_input", "value": "It is vpn2.example.com"}}
+    }
     ok = slack.send_view(meta, value, user="U7")
     assert ok.status_code == 200 and ok.text == ""  # an empty ack closes the modal
     slack.settle()
@@ -202,15 +222,25 @@ def test_channel_scopes_from_settings_and_from_kbot_scope(tmp_path, api):
     slack = SlackHarness(tmp_path, api, slack_admins=["UADMIN"], slack_channel_scopes={"C5": ["eng"]})
     try:
         ask_in_channel(slack, channel="C5")
-        refused = slack.send_command("/kbot", "scope hr", user="U1", channel="C9", response_url=api.response_url())
+        refused = slack.send_command(
+            "/kbot", "scope hr", user="U1", channel="C9", response_url=api.response_url()
+        )
         assert "for kbot admins" in refused.json()["text"]
-        bad = slack.send_command("/kbot", "scope bad!name", user="UADMIN", channel="C9",
-                                 response_url=api.response_url())
+        bad = slack.send_command(
+            "/kbot", "scope bad!name", user="UADMIN", channel="C9", response_url=api.response_url()
+        )
         assert "not a scope name" in bad.json()["text"]
-        ok = slack.send_command("/kbot", "scope hr, eng", user="UADMIN", channel="C9", response_url=api.response_url())
+        ok = slack.send_command(
+            "/kbot", "scope hr, eng", user="UADMIN", channel="C9", response_url=api.response_url()
+        )
         assert "`hr`, `eng`" in ok.json()["text"]
-        other = slack.send_command("/kbot", "scope <#C7|general> finance", user="UADMIN", channel="C9",
-                                   response_url=api.response_url())
+        other = slack.send_command(
+            "/kbot",
+            "scope <#C7|general> finance",
+            user="UADMIN",
+            channel="C9",
+            response_url=api.response_url(),
+        )
         assert "<#C7>" in other.json()["text"]
         ask_in_channel(slack, channel="C9")
         ask_in_channel(slack, channel="C1")
@@ -224,15 +254,22 @@ def test_channel_scopes_from_settings_and_from_kbot_scope(tmp_path, api):
 
 def test_admin_shares_a_file_in_a_dm_and_it_is_ingested(slack, api):
     api.files["F1"] = ("handbook.md", b"# Handbook\nThe VPN is vpn.example.com.\n")
-    event = api.user_message("D1", "scope=hr", user="UADMIN", channel_type="im", subtype="file_share",
-                             files=[{"id": "F1", "name": "handbook.md"}])
+    event = api.user_message(
+        "D1",
+        "scope=hr",
+        user="UADMIN",
+        channel_type="im",
+        subtype="file_share",
+        files=[{"id": "F1", "name": "handbook.md"}],
+    )
     assert slack.send_event(event).status_code == 200
     slack.settle()
 
     [download] = api.of("file_download")
     assert download.headers["authorization"] == "Bearer xoxb-test-token"
-    assert slack.ingestor.files == [("handbook.md", b"# Handbook\nThe VPN is vpn.example.com.\n", "hr",
-                                     "slack:handbook.md")]
+    assert slack.ingestor.files == [
+        ("handbook.md", b"# Handbook\nThe VPN is vpn.example.com.\n", "hr", "slack:handbook.md")
+    ]
     replies = [c.args["text"] for c in api.of("chat.postMessage")]
     assert "Adding 1 file(s) to scope `hr`" in replies[0]
     assert replies[1].startswith("Ingested *handbook.md* into scope `hr`: 1 added")
@@ -241,27 +278,38 @@ def test_admin_shares_a_file_in_a_dm_and_it_is_ingested(slack, api):
 
 def test_non_admins_get_a_polite_refusal(slack, api):
     api.files["F2"] = ("secret.md", b"x")
-    event = api.user_message("D1", "", user="U1", channel_type="im", subtype="file_share", files=[{"id": "F2"}])
+    event = api.user_message(
+        "D1", "", user="U1", channel_type="im", subtype="file_share", files=[{"id": "F2"}]
+    )
     assert slack.send_event(event).status_code == 200
     status = slack.send_command("/kbot", "status", user="U1", response_url=api.response_url())
-    ingest = slack.send_command("/kbot", "ingest https://example.com/a.md", user="U1",
-                                response_url=api.response_url())
+    ingest = slack.send_command(
+        "/kbot", "ingest https://example.com/a.md", user="U1", response_url=api.response_url()
+    )
     slack.settle()
     assert "only kbot admins can add documents" in api.of("chat.postMessage")[0].args["text"]
     assert "for kbot admins" in status.json()["text"] and "for kbot admins" in ingest.json()["text"]
     assert api.of("file_download") == [] and slack.ingestor.files == []
 
 
-def test_admin_status_and_ingest_by_url(slack, api):
+def test_admin_status_and_ingest_by_url(slack, api, tmp_path):
     ask_in_channel(slack)
     status = slack.send_command("/kbot", "status", user="UADMIN", response_url=api.response_url())
     text = status.json()["text"]
     assert "Documents: 0" in text and "Adapter: none" in text and "Answers: 1" in text
     assert "Last ingest: never" in text
+    slack.store.upsert_document(id="d1", source="docs/vpn.md", title="VPN guide", chunk_count=3)
+    slack.store.add_adapter(version="v7", path=str(tmp_path / "v7"))
+    slack.store.set_active_adapter("v7")
+    again = slack.send_command("/kbot", "status", user="UADMIN", response_url=api.response_url())
+    text = again.json()["text"]
+    assert "Documents: 1 (3 chunks)" in text and "(VPN guide)" in text and "Adapter: v7" in text
 
     api.files["F3"] = ("notes.txt", b"Printer is on floor 2.")
     url = f"{api.base}/files/F3/notes.txt"
-    resp = slack.send_command("/kbot", f"ingest <{url}> facilities", user="UADMIN", response_url=api.response_url("ing"))
+    resp = slack.send_command(
+        "/kbot", f"ingest <{url}> facilities", user="UADMIN", response_url=api.response_url("ing")
+    )
     assert "Fetching" in resp.json()["text"]
     slack.settle()
     assert slack.ingestor.files == [("notes.txt", b"Printer is on floor 2.", "facilities", url)]
@@ -272,3 +320,24 @@ def test_admin_status_and_ingest_by_url(slack, api):
     assert "Usage: `/kbot ingest" in bad.json()["text"]
     help_text = slack.send_command("/kbot", "", user="U1", response_url=api.response_url()).json()["text"]
     assert "/kbot status" in help_text
+
+
+def test_entry_points_build_a_bolt_app_and_say_which_setting_is_missing(tmp_path, api):
+    from slack_bolt import App
+
+    from bot.slack_app import SlackNotConfigured, build_slack_app, run_slack, slack_router
+    from bot.wiring import Runtime
+    from tests.conftest import make_settings
+
+    def runtime(**values) -> Runtime:
+        return Runtime(make_settings(tmp_path, slack_api_url=api.api_url, **values))
+
+    app = build_slack_app(runtime(SLACK_BOT_TOKEN="xoxb-test-token"))
+    assert isinstance(app, App) and app.client.base_url == api.api_url
+    assert api.calls == []  # building the app calls nothing (auth.test waits for the first request)
+    with pytest.raises(SlackNotConfigured, match="SLACK_BOT_TOKEN"):
+        build_slack_app(runtime())
+    with pytest.raises(SlackNotConfigured, match="SLACK_SIGNING_SECRET"):
+        slack_router(runtime(SLACK_BOT_TOKEN="xoxb-test-token"))
+    with pytest.raises(SlackNotConfigured, match="SLACK_APP_TOKEN .* or SLACK_SIGNING_SECRET"):
+        run_slack(runtime(SLACK_BOT_TOKEN="xoxb-test-token"))

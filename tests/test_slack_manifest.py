@@ -9,7 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from bot.slack_app import API_METHOD_SCOPES, BOT_EVENTS, COMMAND_SCOPES, EVENT_SCOPES, EVENTS_PATH, SLASH_COMMANDS
+from bot.slack_app import (
+    API_METHOD_SCOPES,
+    BOT_EVENTS,
+    COMMAND_SCOPES,
+    EVENT_SCOPES,
+    EVENTS_PATH,
+    SLASH_COMMANDS,
+)
 from bot.slack_render import ACTION_CORRECT, ACTION_RETRY, ACTION_SHARE, CORRECTION_BLOCK, CORRECTION_INPUT
 from tests.slack_fakes import BOT_USER_ID, FakeSlackAPI, SlackHarness, mention_event
 
@@ -36,10 +43,14 @@ def test_every_web_api_method_the_bot_calls_is_declared(tmp_path):
     with FakeSlackAPI() as api:
         slack = SlackHarness(tmp_path, api, slack_admins=["UADMIN"])
         try:
-            first = api.user_message("C1", f"<@{BOT_USER_ID}> what is the VPN server address?", channel_type="channel")
+            first = api.user_message(
+                "C1", f"<@{BOT_USER_ID}> what is the VPN server address?", channel_type="channel"
+            )
             slack.send_event(mention_event(first))
             slack.settle()
-            slack.send_event(api.user_message("C1", "and for it?", thread_ts=first["ts"], channel_type="channel"))
+            slack.send_event(
+                api.user_message("C1", "and for it?", thread_ts=first["ts"], channel_type="channel")
+            )
             slack.send_event(api.user_message("D1", "what is the VPN server address?", channel_type="im"))
             slack.send_command("/ask", "what is the VPN server address?", response_url=api.response_url())
             slack.settle()
@@ -50,12 +61,22 @@ def test_every_web_api_method_the_bot_calls_is_declared(tmp_path):
             value = {CORRECTION_BLOCK: {CORRECTION_INPUT: {"type": "plain_text_input", "value": "fixed"}}}
             slack.send_view(json.dumps({"answer_id": answer_id, "channel_id": "C1"}), value)
             api.files["F1"] = ("a.md", b"# A")
-            slack.send_event(api.user_message("D2", "", user="UADMIN", channel_type="im", subtype="file_share",
-                                              files=[{"id": "F1"}]))
+            slack.send_event(
+                api.user_message(
+                    "D2", "", user="UADMIN", channel_type="im", subtype="file_share", files=[{"id": "F1"}]
+                )
+            )
             slack.settle()
         finally:
             slack.close()
     called = {c.method for c in api.calls} - {"response_url", "file_download"}
-    assert {"chat.postMessage", "chat.update", "conversations.replies", "conversations.history", "views.open",
-            "chat.postEphemeral", "files.info"} <= called
+    assert {
+        "chat.postMessage",
+        "chat.update",
+        "conversations.replies",
+        "conversations.history",
+        "views.open",
+        "chat.postEphemeral",
+        "files.info",
+    } <= called
     assert called <= set(API_METHOD_SCOPES), called - set(API_METHOD_SCOPES)

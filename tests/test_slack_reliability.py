@@ -34,8 +34,11 @@ def api():
 
 
 def finals(api: FakeSlackAPI) -> list[dict]:
-    return [c.args for c in api.of("chat.update")
-            if any(b["type"] == "actions" for b in c.args.get("blocks") or [])]
+    return [
+        c.args
+        for c in api.of("chat.update")
+        if any(b["type"] == "actions" for b in c.args.get("blocks") or [])
+    ]
 
 
 def mention(api: FakeSlackAPI, text: str = QUESTION, channel: str = "C1") -> dict:
@@ -87,7 +90,10 @@ def test_retries_and_duplicate_deliveries_give_exactly_one_answer(tmp_path, api)
     try:
         event = mention(api)
         body = event_callback(event, "Ev-1")
-        message = {k: v for k, v in event.items() if k != "type"} | {"type": "message", "channel_type": "channel"}
+        message = {k: v for k, v in event.items() if k != "type"} | {
+            "type": "message",
+            "channel_type": "channel",
+        }
         assert slack.send(body).status_code == 200
         assert slack.send(body, retry=1).status_code == 200  # Slack's retry: same event_id
         assert other_worker.send(body, retry=2).status_code == 200
@@ -188,19 +194,61 @@ def test_own_messages_other_bots_and_edits_are_ignored(tmp_path, api):
         slack.settle()
         thread = api.of("chat.postMessage")[0].args["thread_ts"]
         noise = [
-            {"type": "message", "channel": "C1", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": "my own answer",
-             "ts": api.next_ts(), "thread_ts": thread, "channel_type": "channel"},
-            {"type": "message", "subtype": "bot_message", "bot_id": "BOTHER", "channel": "D1", "text": "beep",
-             "ts": api.next_ts(), "channel_type": "im"},
-            {"type": "message", "user": "U9", "bot_id": "BOTHER", "channel": "D1", "text": "an app's user",
-             "ts": api.next_ts(), "channel_type": "im"},
-            {"type": "message", "subtype": "message_changed", "channel": "D1", "hidden": True, "ts": api.next_ts(),
-             "message": {"type": "message", "user": "U1", "text": "edited question?", "ts": "1.1"},
-             "channel_type": "im"},
-            {"type": "message", "subtype": "message_deleted", "channel": "D1", "hidden": True, "ts": api.next_ts(),
-             "channel_type": "im"},
-            {"type": "message", "subtype": "channel_join", "user": "U5", "channel": "C1", "text": "joined",
-             "ts": api.next_ts(), "thread_ts": thread, "channel_type": "channel"},
+            {
+                "type": "message",
+                "channel": "C1",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": "my own answer",
+                "ts": api.next_ts(),
+                "thread_ts": thread,
+                "channel_type": "channel",
+            },
+            {
+                "type": "message",
+                "subtype": "bot_message",
+                "bot_id": "BOTHER",
+                "channel": "D1",
+                "text": "beep",
+                "ts": api.next_ts(),
+                "channel_type": "im",
+            },
+            {
+                "type": "message",
+                "user": "U9",
+                "bot_id": "BOTHER",
+                "channel": "D1",
+                "text": "an app's user",
+                "ts": api.next_ts(),
+                "channel_type": "im",
+            },
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": "D1",
+                "hidden": True,
+                "ts": api.next_ts(),
+                "message": {"type": "message", "user": "U1", "text": "edited question?", "ts": "1.1"},
+                "channel_type": "im",
+            },
+            {
+                "type": "message",
+                "subtype": "message_deleted",
+                "channel": "D1",
+                "hidden": True,
+                "ts": api.next_ts(),
+                "channel_type": "im",
+            },
+            {
+                "type": "message",
+                "subtype": "channel_join",
+                "user": "U5",
+                "channel": "C1",
+                "text": "joined",
+                "ts": api.next_ts(),
+                "thread_ts": thread,
+                "channel_type": "channel",
+            },
         ]
         for event in noise:
             assert slack.send_event(event).status_code == 200
@@ -211,8 +259,14 @@ def test_own_messages_other_bots_and_edits_are_ignored(tmp_path, api):
 
 
 def test_answers_never_ping_anyone_from_retrieved_text(tmp_path, api):
-    chunk = Chunk(id="c1", score=0.9, source="notes.md", title="Notes <!here>", url="https://wiki/notes",
-                  text="The VPN server address is vpn.example.com <!channel> <!here> <@U999> @channel @here.")
+    chunk = Chunk(
+        id="c1",
+        score=0.9,
+        source="notes.md",
+        title="Notes <!here>",
+        url="https://wiki/notes",
+        text="The VPN server address is vpn.example.com <!channel> <!here> <@U999> @channel @here.",
+    )
     slack = SlackHarness(tmp_path, api, chunks=[chunk], reply="I don't know.")  # -> quotes the chunk
     try:
         slack.send_event(mention(api))

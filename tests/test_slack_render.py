@@ -37,7 +37,8 @@ def test_escape_defuses_every_kind_of_ping_and_round_trips():
 
 def test_links_only_for_http_urls_and_labels_are_escaped():
     assert link("https://wiki.example.com/a b|c>", "Guide <!here>") == (
-        "<https://wiki.example.com/a%20b%7Cc%3E|Guide &lt;!here&gt;>")
+        "<https://wiki.example.com/a%20b%7Cc%3E|Guide &lt;!here&gt;>"
+    )
     assert link("javascript:alert(1)", "x") == "x"
     assert link(None, "<@U1>") == "&lt;@U1&gt;"
 
@@ -57,10 +58,15 @@ def test_renumber_citations_matches_the_listed_sources():
 
 
 def test_answer_with_sources_and_feedback_buttons():
-    cites = [Citation("docs/vpn.md", "VPN guide", "...", 0.9, heading="Setup", url="https://wiki/vpn", chunk_id="c1"),
-             Citation("hr.pdf", "HR <b>", "...", 0.8, page=3)]
-    text, blocks = answer_message(Answer("Use vpn.example.com [1], see [2].", cites, answer_id="a1"), PUBLIC,
-                                  share=True)
+    cites = [
+        Citation(
+            "docs/vpn.md", "VPN guide", "...", 0.9, heading="Setup", url="https://wiki/vpn", chunk_id="c1"
+        ),
+        Citation("hr.pdf", "HR <b>", "...", 0.8, page=3),
+    ]
+    text, blocks = answer_message(
+        Answer("Use vpn.example.com [1], see [2].", cites, answer_id="a1"), PUBLIC, share=True
+    )
     sources = _sections(blocks)[-1]
     assert "[1] <https://wiki/vpn|VPN guide> · Setup" in sources
     assert "[2] HR &lt;b&gt; · page 3" in sources
@@ -73,11 +79,14 @@ def test_answer_with_sources_and_feedback_buttons():
 def test_huge_answer_fits_slacks_limits_and_links_the_full_answer():
     paragraphs = "\n\n".join("A paragraph about the VPN. " * 40 for _ in range(60))  # ~65,000 characters
     cites = [Citation(f"s{i}", "T" * 400, "...", 0.5, heading="H" * 400) for i in range(8)]
-    text, blocks = answer_message(Answer(paragraphs, cites, answer_id="big1"), PUBLIC, share=True,
-                                  header="<@U1> asked: " + "q" * 5000)
+    text, blocks = answer_message(
+        Answer(paragraphs, cites, answer_id="big1"), PUBLIC, share=True, header="<@U1> asked: " + "q" * 5000
+    )
     assert len(blocks) <= MAX_BLOCKS
     assert all(len(s) <= MAX_SECTION_CHARS for s in _sections(blocks))
-    assert all(len(e["text"]) <= MAX_SECTION_CHARS for b in blocks if b["type"] == "context" for e in b["elements"])
+    assert all(
+        len(e["text"]) <= MAX_SECTION_CHARS for b in blocks if b["type"] == "context" for e in b["elements"]
+    )
     assert len(text) <= MAX_MESSAGE_CHARS and len(text) <= 3_100
     assert len(json.dumps(blocks)) < MAX_MESSAGE_CHARS
     assert "https://kbot.example.com/answers/big1" in "".join(_sections(blocks))

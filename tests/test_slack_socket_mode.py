@@ -29,7 +29,9 @@ def test_socket_mode_acks_the_envelope_and_answers(tmp_path):
         try:
             [opened] = api.of("apps.connections.open")
             assert opened.headers["authorization"] == f"Bearer {APP_TOKEN}"
-            msg = api.user_message("C1", f"<@{BOT_USER_ID}> what is the VPN server address?", channel_type="channel")
+            msg = api.user_message(
+                "C1", f"<@{BOT_USER_ID}> what is the VPN server address?", channel_type="channel"
+            )
             sent = ws.send_events_api("env-1", event_callback(mention_event(msg)))
             acked = ws.wait_ack("env-1")
             assert acked - sent < 1.0  # acked before the ~1 s answer is generated

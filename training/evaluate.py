@@ -15,8 +15,6 @@ Metrics (higher is better unless noted):
 
 from __future__ import annotations
 
-import json
-import math
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -98,26 +96,33 @@ def evaluate_adapter(
         scopes = scopes or (runtime.settings.default_scope or DEFAULT_SCOPE,)
         result = run_eval(engine, items, k=engine.config.top_k, scopes=scopes, on_item=on_item)
         log_store.engine.dispose()
-    rows = result["items"]
+    rows = [dict(row, reply=reply) for row, reply in zip(result["items"], replies, strict=True)]
+    metrics: dict[str, Any] = {"adapter": version or BASE, **score_items(rows)}
+    metrics["heldout_loss"] = heldout_loss(runtime.generator, version, heldout) if heldout else None
+    metrics["seconds"] = round(time.perf_counter() - started, 1)
+    if details:
+        metrics["items"] = rows
+    return metrics
+
+
+def score_items(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The gate's answer metrics over per-item results (bot.evaluation rows plus the raw `reply`)."""
     answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [(r, reply) for r, reply in zip(rows, replies, strict=True) if not r["answerable"]]
-    metrics: dict[str, Any] = {
-        "adapter": version or BASE,
+    unanswerable = [r for r in rows if not r["answerable"]]
+    modes: dict[str, int] = {}
+    for r in rows:
+        modes[r["mode"]] = modes.get(r["mode"], 0) + 1
+    return {
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
         "f1": _mean([r["f1"] or 0.0 for r in answerable]),
         "fact_rate": _mean([float(bool(r["fact"])) for r in answerable]),
         "grounded": _mean([float(r["mode"] == "generated") for r in answerable]),
-        "abstention": _mean([float(r["mode"] == "declined" or bool(reply and DONT_KNOW.search(reply)))
-                             for r, reply in unanswerable]),
-        "modes": {m: v["count"] for m, v in result["summary"]["modes"].items()},
-        "heldout_loss": heldout_loss(runtime.generator, version, heldout) if heldout else None,
-        "seconds": round(time.perf_counter() - started, 1),
+        "abstention": _mean([float(r["mode"] == "declined" or bool(r.get("reply") and DONT_KNOW.search(r["reply"])))
+                             for r in unanswerable]),
+        "modes": modes,
     }
-    if details:
-        metrics["items"] = rows
-    return metrics
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -198,10 +203,3 @@ def filter_heldout(items: Sequence[EvalItem], trained_questions: set[str]) -> li
     """Eval items whose question was never trained on (the gate's set must be held out)."""
     return [i for i in items if normalize(i.question) not in trained_questions]
 
-
-def metrics_json(metrics: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in metrics.items() if k != "items"}, default=str)
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

@@ -54,6 +54,7 @@ class TrainConfig:
     kto_epochs: float = 1.0
     kto_learning_rate: float = 5e-5
     kto_beta: float = 0.1
+    kto_max_steps: int = -1
     threads: int | None = None  # default: all cores but one
     niceness: int = 10
     precision: str = "auto"  # auto | bf16 | fp32
@@ -178,7 +179,7 @@ def train_adapter(
     per_step = config.batch_size * config.grad_accum
 
     sft_args = SFTConfig(num_train_epochs=config.epochs, max_steps=config.max_steps,
-                         learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=2,
+                         learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1,
                          **common)
     sft = SFTTrainer(model=model, args=sft_args, train_dataset=Dataset.from_list([e.sft_record() for e in data.sft_train]),
                      processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks))
@@ -189,9 +190,12 @@ def train_adapter(
 
     labels = [e.label for e in data.kto_train]
     if len(labels) >= config.kto_min_examples and min(labels.count(True), labels.count(False)) >= 2:
+        # TRL's advice: desirable_weight * n_desirable / n_undesirable within [1, 4/3]
+        desirable_weight = min(4.0, max(0.25, 1.15 * labels.count(False) / labels.count(True)))
         kto_args = KTOConfig(num_train_epochs=config.kto_epochs, learning_rate=config.kto_learning_rate,
-                             beta=config.kto_beta, **{**common, "per_device_train_batch_size": max(2, config.batch_size)},
-                             max_steps=-1 if config.max_steps <= 0 else config.max_steps)
+                             beta=config.kto_beta, desirable_weight=desirable_weight,
+                             max_steps=config.kto_max_steps,
+                             **{**common, "per_device_train_batch_size": max(2, config.batch_size)})
         kto = KTOTrainer(model=model, args=kto_args, train_dataset=Dataset.from_list(
             [e.kto_record() for e in data.kto_train]), processing_class=tokenizer, callbacks=list(callbacks))
         _swap_progress(kto, progress, "KTO", kto_args.per_device_train_batch_size * config.grad_accum,
@@ -206,7 +210,11 @@ def train_adapter(
 
 
 def _swap_progress(trainer: Any, progress: bool, stage: str, per_step: int, default: type) -> None:
+    """Our bar (examples/s and loss) instead of the Trainer's; with progress off, no per-step printing."""
+    from transformers import PrinterCallback
+
     trainer.remove_callback(default)
+    trainer.remove_callback(PrinterCallback)
     if progress:
         trainer.add_callback(_progress(stage, per_step))
 
@@ -273,6 +281,7 @@ def run_refresh(
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
     samples: int = 3,
+    details: bool = False,
 ) -> RefreshReport:
     """One turn of the loop: datasets -> adapter -> gate -> registry (-> promotion)."""
     s = runtime.settings
@@ -289,15 +298,16 @@ def run_refresh(
 
     from knowledge.models import lm_dir
 
-    base_model = lm_dir(s.lm_path, s.data_dir)
-    config = config or TrainConfig.from_settings(s, base_model)
-    parent = active if active and active.base_model == str(base_model) else None
+    # A dry run needs no model: it shows what the next run would train on, continuing the active adapter.
+    base_model = None if dry_run else str(lm_dir(s.lm_path, s.data_dir))
+    parent = active if active and (dry_run or active.base_model == base_model) else None
     since = _parse_time(parent.manifest.get("data", {}).get("data_until")) if parent else None
     data = build_datasets(store, DatasetPolicy.from_settings(s), since=since)
     counts = data.counts()
     shown = [example_dict(e) for e in data.sft_train[:samples]]
-    if dry_run:
+    if dry_run or base_model is None:
         return RefreshReport("dry-run", _describe(counts), counts=counts, samples=shown)
+    config = config or TrainConfig.from_settings(s, base_model)
     new_examples = counts["sft_train"] - counts["replayed"]
     if new_examples <= 0:
         return RefreshReport("skipped", "no new training examples", counts=counts)
@@ -320,18 +330,18 @@ def run_refresh(
             if hasattr(runtime.generator, "load_adapter"):
                 runtime.generator.load_adapter(version, stage)
                 baseline = evaluate_adapter(runtime, active.version if active else None, items,
-                                            heldout=data.sft_validation)
-                candidate = evaluate_adapter(runtime, version, items, heldout=data.sft_validation)
+                                            heldout=data.sft_validation, details=details)
+                candidate = evaluate_adapter(runtime, version, items, heldout=data.sft_validation, details=details)
                 passed, reasons = gate(candidate, baseline, s.gate_tolerance)
             else:
                 passed, reasons = False, ["the generator is a remote server: evaluate and promote by hand"]
             manifest = {
-                "created_at": datetime.now(UTC).isoformat(), "base_model": str(base_model),
+                "created_at": datetime.now(UTC).isoformat(), "base_model": config.base_model,
                 "parent": parent.version if parent else None,
                 "data": {"hash": data.data_hash, "counts": counts,
                          "data_until": data.data_until.isoformat() if data.data_until else None},
                 "config": asdict(config) | {"threads": threads}, "train": result.as_dict(),
-                "metrics": {"candidate": candidate, "baseline": baseline,
+                "metrics": {"candidate": _summary(candidate), "baseline": _summary(baseline),
                             "gate": {"passed": passed, "reasons": reasons, "tolerance": s.gate_tolerance}},
                 "eval_items": len(items),
             }
@@ -344,6 +354,11 @@ def run_refresh(
         status = "candidate"
     return RefreshReport(status, f"{version}: {status}", version, counts, shown, result.as_dict(), candidate,
                          baseline, reasons)
+
+
+def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metrics without the per-item answers (those stay out of the manifest and the store)."""
+    return {k: v for k, v in metrics.items() if k != "items"} if metrics else None
 
 
 def _describe(counts: dict[str, Any]) -> str:
