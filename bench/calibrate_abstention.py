@@ -1,6 +1,7 @@
-"""Calibrate the abstention threshold on an eval file: for every question, the similarity of the best
-evidence sentence (what the engine compares with KBOT_MIN_SCORE), split by answerable/unanswerable,
-and the precision/recall of declining at each candidate threshold. No generation: fast.
+"""Calibrate the abstention thresholds on an eval file. For every question: the similarity of the
+best evidence sentence and whether the question has terms the knowledge base never mentions (the
+two signals the engine's decline rule uses), then the precision/recall of declining for a grid of
+KBOT_MIN_SCORE x KBOT_MIN_SCORE_UNKNOWN_TERMS. No generation: fast.
 
     .venv/bin/python bench/calibrate_abstention.py [examples/questions.jsonl] [--data-dir DIR]
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
 
+    from bot.engine import ConversationEngine
     from bot.grounding import select_evidence
     from bot.metrics import first_hit_rank, load_eval_file
     from bot.settings import Settings
@@ -41,29 +43,32 @@ def main() -> None:
     rows = []
     for item in items:
         question = Question(item.question, history=tuple(Turn("user", h) for h in item.history))
-        query = rt.engine.condense(question)
+        query = ConversationEngine(rt.index, None, rt.store, rt.embedder).condense(question)
         chunks = rt.index.retrieve(query, ["default"], args.k)
         evidence = select_evidence(query, chunks, rt.embedder, rt.settings.evidence_sentences)
         best = evidence[0].similarity if evidence else 0.0
         rank = first_hit_rank([c.source for c in chunks], item.sources) if item.sources else None
-        rows.append((item, best, rank))
-    answerable = sorted(b for i, b, _ in rows if i.answerable)
-    unanswerable = sorted(b for i, b, _ in rows if not i.answerable)
+        rows.append((item, best, rank, bool(rt.index.unknown_terms(query))))
+    answerable = sorted(b for i, b, _, _ in rows if i.answerable)
+    unanswerable = sorted(b for i, b, _, _ in rows if not i.answerable)
     print(f"machine: {machine()}  file: {args.file.name}  questions: {len(rows)}")
-    hits = [r for i, _, r in rows if i.answerable and i.sources]
+    hits = [r for i, _, r, _ in rows if i.answerable and i.sources]
     print(f"hit@1 {sum(1 for r in hits if r == 1) / len(hits):.3f}  hit@{args.k} "
           f"{sum(1 for r in hits if r) / len(hits):.3f}")
     print("best-evidence similarity, answerable:  ", " ".join(f"{b:.2f}" for b in answerable))
     print("best-evidence similarity, unanswerable:", " ".join(f"{b:.2f}" for b in unanswerable))
-    print("| threshold | declined answerable | declined unanswerable | precision | recall |")
-    print("| --- | --- | --- | --- | --- |")
-    for t in [x / 100 for x in range(20, 66, 3)]:
-        fp = sum(1 for b in answerable if b < t)
-        tp = sum(1 for b in unanswerable if b < t)
-        precision = tp / (tp + fp) if tp + fp else float("nan")
-        print(f"| {t:.2f} | {fp}/{len(answerable)} | {tp}/{len(unanswerable)} | {precision:.2f} | "
-              f"{tp / len(unanswerable):.2f} |")
-    for item, best, rank in rows:
+    print("| min_score | min_score_unknown_terms | declined answerable | declined unanswerable | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    n_unanswerable = sum(1 for i, *_ in rows if not i.answerable)
+    for low in (0.30, 0.35, 0.40, 0.45):
+        for high in (low, 0.50, 0.53, 0.56, 0.59):
+            declined = [(i, b) for i, b, _, unknown in rows if b < low or (unknown and b < high)]
+            tp = sum(1 for i, _ in declined if not i.answerable)
+            fp = len(declined) - tp
+            precision = tp / len(declined) if declined else float("nan")
+            print(f"| {low:.2f} | {high:.2f} | {fp}/{len(answerable)} | {tp}/{n_unanswerable} | {precision:.2f} | "
+                  f"{tp / n_unanswerable:.2f} |")
+    for item, best, rank, _ in rows:
         if item.answerable and not rank:
             print(f"MISS (not in top {args.k}): {item.question} -> expected {item.sources}")
 

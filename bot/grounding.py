@@ -95,7 +95,9 @@ def _units(text: str) -> list[str]:
             flush()
             units.append(stripped)
         else:
-            if table:
+            # A short previous line without closing punctuation is a heading or a table row of
+            # plain text (PDFs), not a wrapped paragraph line: keep it a unit of its own.
+            if table or (current and (len(current[-1]) < 60 or current[-1][-1] in ".!?:")):
                 flush()
             current.append(stripped)
     flush()
@@ -110,6 +112,16 @@ def split_sentences(text: str) -> list[str]:
         unit = _EMPHASIS.sub("", unit).strip().lstrip(">").strip()
         out.extend(s.strip() for s in _SENT_END.split(unit) if len(s.strip()) > 2)
     return out
+
+
+def is_evidence(sentence: str) -> bool:
+    """Headings and fragments are context, not evidence: a quote must be able to stand alone. A short
+    line with no closing punctuation, no number and no 'key: value' is a heading (PDFs lose the '#')."""
+    words = sentence.split()
+    if len(words) < 4:
+        return False
+    heading_like = len(words) < 8 and sentence[-1] not in ".!?)" and ":" not in sentence
+    return not (heading_like and not any(ch.isdigit() for ch in sentence))
 
 
 @dataclass(frozen=True)
@@ -130,11 +142,14 @@ def lexical_overlap(query: str, text: str) -> float:
 
 
 def select_evidence(
-    query: str, chunks: Sequence[Chunk], embedder: Embedder, n: int, lexical_weight: float = 0.5
+    query: str, chunks: Sequence[Chunk], embedder: Embedder, n: int, lexical_weight: float = 0.5,
+    rank_weight: float = 0.4,
 ) -> list[Evidence]:
-    """The n sentences of `chunks` that best answer `query`, best first."""
-    # Headings and fragments are context, not evidence: a quote needs a few words to stand alone.
-    pairs = [(s, c) for c in chunks for s in split_sentences(c.text) if len(s.split()) >= 4]
+    """The n sentences of `chunks` that best answer `query`, best first. A sentence's score is its
+    similarity to the query, plus its word overlap with it, plus a prior for its chunk's retrieval
+    rank (a terse table row in the best chunk beats a fluent sentence from the fifth)."""
+    prior = {c.id: rank_weight * (1 - i / len(chunks)) for i, c in enumerate(chunks)}
+    pairs = [(s, c) for c in chunks for s in split_sentences(c.text) if is_evidence(s)]
     if not pairs:
         return []
     vectors = embedder.embed([query] + [s for s, _ in pairs])
@@ -147,7 +162,8 @@ def select_evidence(
             continue
         seen.add(key)
         sim = _dot(qv, sv)
-        scored.append(Evidence(sentence, chunk, sim + lexical_weight * lexical_overlap(query, sentence), sim))
+        score = sim + lexical_weight * lexical_overlap(query, sentence) + prior[chunk.id]
+        scored.append(Evidence(sentence, chunk, score, sim))
     scored.sort(key=lambda e: e.score, reverse=True)
     return scored[:n]
 
@@ -172,7 +188,7 @@ def tidy(generated: str) -> str:
     """The answer part of a small model's output: no 'Answer:' prefix, one paragraph, and a copied
     '[2] (Title) ...' source line turned into '... [2]'."""
     text = generated.strip()
-    text = re.sub(r"^(answer|a)\s*:\s*", "", text, flags=re.I)
+    text = re.sub(r"^((the )?answer( is)?|a)\s*:\s*", "", text, flags=re.I)
     text = re.split(r"\n\s*\n|\nQuestion\b|\n\[", text)[0].strip()
     copied = re.match(r"^\[(\d{1,2})\]\s*(\([^)]*\)\s*)?(.+)$", text, flags=re.S)
     if copied:

@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
     expand_neighbors: int = Field(0, description="Neighbouring chunks added around each hit.")
     reranker: str = Field("lexical", description="none | lexical | path to a local cross-encoder folder.")
-    min_score: float = Field(0.30, description="Below this best vector similarity the engine declines.")
+    min_score: float = Field(0.40, description="Decline below this similarity of the best evidence sentence.")
+    min_score_unknown_terms: float = Field(
+        0.56, description="Decline below this similarity when the question has terms the knowledge base lacks.")
     evidence_sentences: int = Field(4, description="Sentences handed to the generator.")
     support_threshold: float = Field(0.75, description="Share of an answer's content words found in its sources.")
     history_turns: int = 6

@@ -82,6 +82,7 @@ class Runtime:
     @cached_property
     def engine(self) -> ConversationEngine:
         s = self.settings
-        config = EngineConfig(top_k=s.top_k, min_score=s.min_score, evidence_sentences=s.evidence_sentences,
+        config = EngineConfig(top_k=s.top_k, min_score=s.min_score, min_score_unknown_terms=s.min_score_unknown_terms,
+                              evidence_sentences=s.evidence_sentences,
                               support_threshold=s.support_threshold, history_turns=s.history_turns)
         return ConversationEngine(self.index, self.generator, self.store, self.embedder, config)

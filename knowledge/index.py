@@ -12,6 +12,7 @@ import math
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from bot.settings import Settings
 from bot.types import Chunk
 from knowledge.embedder import LocalEmbedder
+from knowledge.rerank import Reranker, collapse_duplicates, make_reranker
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "kbot_version"
@@ -60,6 +62,11 @@ def node_to_chunk(node: BaseNode, score: float) -> Chunk:
     )
 
 
+# Question words that say how to answer, not what about: their absence from the corpus means nothing.
+QUESTION_WORDS = frozenset("much many soon often fast quickly long think get take need want someone anyone "
+                           "anybody somebody whom whose ok okay".split())
+
+
 class KeywordIndex:
     """BM25 (bm25s) over every chunk in the collection, rebuilt when the collection's version changes."""
 
@@ -67,6 +74,7 @@ class KeywordIndex:
         self.version: str | None = None
         self.ids: list[str] = []
         self.scopes: np.ndarray = np.array([])
+        self.vocab: frozenset[str] = frozenset()
         self._bm25: Any = None
         self._stemmer: Any = None
 
@@ -80,9 +88,21 @@ class KeywordIndex:
             self._bm25 = None
             return
         bm25 = bm25s.BM25()
-        bm25.index(bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False),
-                   show_progress=False)
+        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False)
+        bm25.index(tokens, show_progress=False)
         self._bm25 = bm25
+        self.vocab = frozenset(tokens.vocab)
+
+    def unknown_terms(self, query: str) -> list[str]:
+        """Stemmed content terms of `query` that occur nowhere in the knowledge base."""
+        import bm25s
+
+        words = [w for w in query.split() if w.lower().strip("?.,!'\"") not in QUESTION_WORDS]
+        if not words or self._stemmer is None:
+            return []
+        terms = bm25s.tokenize([" ".join(words)], stopwords="en", stemmer=self._stemmer, show_progress=False,
+                               return_ids=False)[0]
+        return [t for t in dict.fromkeys(terms) if t not in self.vocab]
 
     def search(self, query: str, scopes: Sequence[str], k: int) -> list[tuple[str, float]]:
         import bm25s
@@ -103,8 +123,10 @@ class KeywordIndex:
 class KnowledgeIndex:
     """Vector + keyword retrieval over one Chroma collection. Thread-safe."""
 
-    def __init__(self, client: Any, collection: str, embedder: LocalEmbedder, settings: Settings):
+    def __init__(self, client: Any, collection: str, embedder: LocalEmbedder, settings: Settings,
+                 reranker: Reranker | None = None):
         self.client = client
+        self.reranker = reranker or make_reranker(settings.reranker)
         self.collection = client.get_or_create_collection(collection, metadata={"hnsw:space": "cosine"})
         self.store = ChromaVectorStore(chroma_collection=self.collection)
         self.embedder = embedder
@@ -146,12 +168,23 @@ class KnowledgeIndex:
 
     # --- reads ---------------------------------------------------------------------------------
     def retrieve(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
-        """Top-k chunks for `query` from `scopes`: vector search, fused with BM25 when hybrid is on."""
-        vector = self.vector_search(query, scopes, max(k, 10) if self.settings.hybrid else k)
-        if not self.settings.hybrid:
-            return vector[:k]
-        keyword = self.keyword_search(query, scopes, max(k, 10))
-        return reciprocal_rank_fusion([vector, keyword], k)
+        """Top-k chunks for `query` from `scopes`: vector search, fused with BM25 when hybrid is on,
+        near-duplicates collapsed, reranked, and optionally widened with neighbouring chunks."""
+        pool = max(2 * k, 10)
+        candidates = self.vector_search(query, scopes, pool)
+        if self.settings.hybrid:
+            candidates = reciprocal_rank_fusion([candidates, self.keyword_search(query, scopes, pool)], pool)
+        chunks = self.reranker.rerank(query, collapse_duplicates(candidates), k)
+        if self.settings.expand_neighbors > 0:
+            chunks = [self.expand(c, self.settings.expand_neighbors) for c in chunks]
+        return chunks
+
+    def expand(self, chunk: Chunk, n: int) -> Chunk:
+        """The chunk with the text of its n neighbours on each side merged around it, in order."""
+        around = self.neighbors(chunk, n)
+        before = [c.text for c in around if c.position < chunk.position]
+        after = [c.text for c in around if c.position > chunk.position]
+        return replace(chunk, text="\n\n".join([*before, chunk.text, *after]))
 
     def vector_search(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
         filters = MetadataFilters(filters=[MetadataFilter(key="scope", operator=FilterOperator.IN,
@@ -186,6 +219,11 @@ class KnowledgeIndex:
         found = [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)
                  for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
         return sorted((c for c in found if c.id != chunk.id), key=lambda c: c.position)
+
+    def unknown_terms(self, query: str) -> list[str]:
+        """Terms of the query the knowledge base never mentions (a sign it does not cover the question)."""
+        self._sync_keywords()
+        return self.keywords.unknown_terms(query)
 
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])

@@ -19,7 +19,7 @@ from tests.test_evaluation import CHUNKS
 def client(tmp_path, store):
     rt = Runtime(make_settings(tmp_path, max_question_chars=200))
     rt.__dict__["store"] = store
-    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), FakeGenerator("vpn.acme.example [1]"), store,
+    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), FakeGenerator("The VPN gateway is vpn.acme.example [1]"), store,
                                                FakeEmbedder(), EngineConfig(min_score=0.2))
     return TestClient(create_app(rt)), store
 
@@ -39,7 +39,7 @@ def test_stream_sends_tokens_then_the_answer(client):
     lines = c.post("/api/ask/stream", json={"question": "What is the VPN gateway?"}).text.splitlines()
     events = [json.loads(line) for line in lines]
     assert events[0]["type"] == "token" and events[-1]["type"] == "answer"
-    assert "".join(e["text"] for e in events if e["type"] == "token") == "vpn.acme.example [1]"
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "The VPN gateway is vpn.acme.example [1]"
 
 
 def test_feedback_is_stored_and_bad_input_is_a_4xx(client):
