@@ -68,7 +68,7 @@ def main() -> None:
             precision = tp / len(declined) if declined else float("nan")
             print(f"| {low:.2f} | {high:.2f} | {fp}/{len(answerable)} | {tp}/{n_unanswerable} | {precision:.2f} | "
                   f"{tp / n_unanswerable:.2f} |")
-    for item, best, rank, _ in rows:
+    for item, _, rank, _ in rows:
         if item.answerable and not rank:
             print(f"MISS (not in top {args.k}): {item.question} -> expected {item.sources}")
 

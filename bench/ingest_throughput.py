@@ -39,7 +39,7 @@ def main() -> None:
     for i in range(args.copies):
         shutil.copytree(root / "examples" / "docs", corpus / f"copy{i}")
     rt = Runtime(Settings(_env_file=None, data_dir=work / "data"))
-    rt.ingestor  # load the embedder and open Chroma before timing
+    _ = rt.ingestor  # load the embedder and open Chroma before timing
     rt.embedder.embed(["warm up"])
 
     t0 = time.perf_counter()

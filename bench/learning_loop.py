@@ -45,8 +45,12 @@ def simulate_users(rt, items) -> dict[str, int]:
     counts = {"asked": 0, "up": 0, "down": 0, "corrections": 0, "failed": 0}
     corrections = []
     for i, item in enumerate(items):
-        question = Question(item.question, user_id=USERS[i % len(USERS)], platform="bench",
-                            history=tuple(Turn("user", h) for h in item.history))
+        question = Question(
+            item.question,
+            user_id=USERS[i % len(USERS)],
+            platform="bench",
+            history=tuple(Turn("user", h) for h in item.history),
+        )
         try:
             answer = rt.engine.answer(question)
         except AnswerFailed:
@@ -56,8 +60,9 @@ def simulate_users(rt, items) -> dict[str, int]:
         if not item.answerable:
             good, fix = not answer.answered, "I don't know."
         else:
-            good = answer.answered and (token_f1(answer.text, item.answer) >= 0.5
-                                        or contains_fact(answer.text, item.key_fact))
+            good = answer.answered and (
+                token_f1(answer.text, item.answer) >= 0.5 or contains_fact(answer.text, item.key_fact)
+            )
             fix = item.answer
         user = USERS[i % len(USERS)]
         if good:
@@ -88,15 +93,23 @@ def table(columns: dict[str, dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="Default: a fresh temporary folder.")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "test-models",
-                        help="Where the converted base model is cached (shared with the tests).")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / ".cache" / "test-models",
+        help="Where the converted base model is cached (shared with the tests).",
+    )
     parser.add_argument("--questions", type=Path, default=ROOT / "examples" / "questions.jsonl")
     parser.add_argument("--epochs", type=float, default=None, help="Default: settings.train_epochs.")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="Training threads (default: cores - 1).")
-    parser.add_argument("--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus.")
+    parser.add_argument(
+        "--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus."
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write the full results here.")
     args = parser.parse_args()
 
@@ -129,11 +142,19 @@ def main() -> None:
     results["users"]["seconds"] = round(time.perf_counter() - t, 1)
     print(f"simulated users: {results['users']}")
 
-    config = TrainConfig.from_settings(rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate,
-                                       threads=args.threads)
+    config = TrainConfig.from_settings(
+        rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads
+    )
     loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
-    results["loop"] = {"status": loop.status, "version": loop.version, "counts": loop.counts, "train": loop.train,
-                       "reasons": loop.reasons, "gate_baseline": loop.baseline, "gate_candidate": loop.candidate}
+    results["loop"] = {
+        "status": loop.status,
+        "version": loop.version,
+        "counts": loop.counts,
+        "train": loop.train,
+        "reasons": loop.reasons,
+        "gate_baseline": loop.baseline,
+        "gate_candidate": loop.candidate,
+    }
     # The gate also scores held-out feedback; the before/after comparison is on the held-out half only.
     questions = {item.question for item in heldout}
     for key, metrics in (("baseline", loop.baseline), ("after", loop.candidate)):
@@ -149,8 +170,10 @@ def main() -> None:
         print(f"  {reason}")
     if loop.train:
         tr = loop.train
-        print(f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, {tr['examples_per_s']} examples/s, "
-              f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), KTO {tr['kto_steps']} steps")
+        print(
+            f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, {tr['examples_per_s']} examples/s, "
+            f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), KTO {tr['kto_steps']} steps"
+        )
     print()
     print(table(columns))
     print(f"\ntotal: {results['total_seconds']} s")

@@ -92,7 +92,9 @@ def docs() -> None:
 
 
 @app.command()
-def forget(source: Annotated[str, typer.Argument(help="The document's source (path or URL) as `kbot docs` shows.")]) -> None:
+def forget(
+    source: Annotated[str, typer.Argument(help="The document's source (path or URL) as `kbot docs` shows.")],
+) -> None:
     """Remove a document and its chunks from the knowledge base."""
     removed = runtime().ingestor.forget(source)
     if removed < 0:

@@ -30,14 +30,22 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
 
     @app.command()
     def train(
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show dataset counts and samples; train nothing.")]
-        = False,
-        if_needed: Annotated[bool, typer.Option("--if-needed", help="Only if enough new feedback arrived (cron).")]
-        = False,
-        eval_file: Annotated[Path | None, typer.Option(help="Held-out questions (JSONL) for the gate.")] = None,
-        no_promote: Annotated[bool, typer.Option("--no-promote", help="Register but do not promote.")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Show dataset counts and samples; train nothing.")
+        ] = False,
+        if_needed: Annotated[
+            bool, typer.Option("--if-needed", help="Only if enough new feedback arrived (cron).")
+        ] = False,
+        eval_file: Annotated[
+            Path | None, typer.Option(help="Held-out questions (JSONL) for the gate.")
+        ] = None,
+        no_promote: Annotated[
+            bool, typer.Option("--no-promote", help="Register but do not promote.")
+        ] = False,
         max_steps: Annotated[int | None, typer.Option(help="Cap the SFT steps (smoke runs).")] = None,
-        threads: Annotated[int | None, typer.Option(help="Torch threads (default: all cores but one).")] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="Torch threads (default: all cores but one).")
+        ] = None,
     ) -> None:
         """Build datasets from feedback, train a LoRA adapter, gate it against the active one, promote."""
         from bot.metrics import load_eval_file
@@ -54,10 +62,21 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
                 raise typer.Exit(2) from None
         config = None
         if max_steps is not None or threads is not None:
-            config = TrainConfig.from_settings(rt.settings, lm_dir(rt.settings.lm_path, rt.settings.data_dir),
-                                               max_steps=max_steps, threads=threads)
-        report = run_refresh(rt, dry_run=dry_run, if_needed=if_needed, promote=not no_promote, eval_items=items,
-                             config=config, progress=True)
+            config = TrainConfig.from_settings(
+                rt.settings,
+                lm_dir(rt.settings.lm_path, rt.settings.data_dir),
+                max_steps=max_steps,
+                threads=threads,
+            )
+        report = run_refresh(
+            rt,
+            dry_run=dry_run,
+            if_needed=if_needed,
+            promote=not no_promote,
+            eval_items=items,
+            config=config,
+            progress=True,
+        )
         console.print(report.message)
         if report.counts:
             console.print_json(json.dumps(report.counts, default=str))
@@ -68,8 +87,9 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
             console.print(f"=> {sample['completion']}", markup=False, highlight=False)
         if report.train:
             t = report.train
-            console.print(f"trained in {t['seconds']}s, {t['examples_per_s']} examples/s, "
-                          f"SFT loss {t['sft_loss']}")
+            console.print(
+                f"trained in {t['seconds']}s, {t['examples_per_s']} examples/s, SFT loss {t['sft_loss']}"
+            )
         if report.candidate and report.baseline:
             console.print(_metrics_table(report.baseline, report.candidate))
         for reason in report.reasons:
@@ -85,9 +105,17 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
         for a in rows:
             cand = (a.metrics or {}).get("candidate") or {}
             counts = (a.manifest or {}).get("data", {}).get("counts", {})
-            table.add_row(a.version, a.status, f"{a.created_at:%Y-%m-%d %H:%M}", a.parent or "-",
-                          str(counts.get("sft_train", "-")), _fmt(cand.get("f1")), _fmt(cand.get("grounded")),
-                          a.path, style="bold" if a.status == "active" else None)
+            table.add_row(
+                a.version,
+                a.status,
+                f"{a.created_at:%Y-%m-%d %H:%M}",
+                a.parent or "-",
+                str(counts.get("sft_train", "-")),
+                _fmt(cand.get("f1")),
+                _fmt(cand.get("grounded")),
+                a.path,
+                style="bold" if a.status == "active" else None,
+            )
         console.print(table)
 
     @adapters.command()
@@ -118,13 +146,18 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
 
     @feedback.command()
     def review(
-        approve: Annotated[list[int] | None, typer.Option("--approve", help="Approve this feedback id.")] = None,
+        approve: Annotated[
+            list[int] | None, typer.Option("--approve", help="Approve this feedback id.")
+        ] = None,
         reject: Annotated[list[int] | None, typer.Option("--reject", help="Reject this feedback id.")] = None,
     ) -> None:
         """Review pending corrections: interactively, or with --approve ID / --reject ID."""
         rt = get_runtime()
         if approve or reject:
-            ok = all([_decide(rt, fid, True) for fid in approve or []] + [_decide(rt, fid, False) for fid in reject or []])
+            ok = all(
+                [_decide(rt, fid, True) for fid in approve or []]
+                + [_decide(rt, fid, False) for fid in reject or []]
+            )
             raise typer.Exit(0 if ok else 2)
         pending = rt.store.list_feedback(correction_status="pending")
         if not pending:

@@ -15,7 +15,6 @@ from bot.grounding import (
     cited_numbers,
     content_words,
     select_evidence,
-    strip_citations,
     support,
     tidy,
 )

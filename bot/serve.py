@@ -29,7 +29,7 @@ def build_server_app(runtime: Runtime) -> FastAPI:
 
 def serve(runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
     s = runtime.settings
-    runtime.engine  # load the models before accepting traffic, not on the first question
+    _ = runtime.engine  # load the models before accepting traffic, not on the first question
     background = []
     if secret(s.slack_bot_token) and secret(s.slack_app_token):
         from bot.slack_app import start_socket_mode

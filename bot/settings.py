@@ -67,8 +67,10 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, description="Longer questions are refused with a clear message.")
 
     # --- Slack -----------------------------------------------------------------------------------
-    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KBOT_SLACK_BOT_TOKEN"))
-    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KBOT_SLACK_APP_TOKEN"))
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KBOT_SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KBOT_SLACK_APP_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "KBOT_SLACK_SIGNING_SECRET")
     )

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.engine import ConversationEngine, EngineConfig
+from bot.grounding import strip_citations
 from bot.types import Chunk, Question
 from knowledge.store import Store
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
@@ -24,17 +25,42 @@ from training.dataset import (
 )
 
 CHUNKS = [
-    Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
-          text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later."),
-    Chunk(id="help", source="/docs/helpdesk.md", title="Helpdesk", scope="default", score=0.9,
-          text="Call the helpdesk on +49 89 5550 4357 or write to helpdesk@acme.example."),
-    Chunk(id="wifi", source="/docs/wifi.md", title="Wi-Fi", scope="default", score=0.9,
-          text="The guest Wi-Fi network is AcmeGuest. Its password rotates every Monday."),
-    Chunk(id="board", source="/docs/board.md", title="Board", scope="leadership", score=0.9,
-          text="The Nightjar acquisition budget is 42 million euros."),
+    Chunk(
+        id="vpn",
+        source="/docs/vpn.md",
+        title="VPN",
+        scope="default",
+        score=0.9,
+        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
+    ),
+    Chunk(
+        id="help",
+        source="/docs/helpdesk.md",
+        title="Helpdesk",
+        scope="default",
+        score=0.9,
+        text="Call the helpdesk on +49 89 5550 4357 or write to helpdesk@acme.example.",
+    ),
+    Chunk(
+        id="wifi",
+        source="/docs/wifi.md",
+        title="Wi-Fi",
+        scope="default",
+        score=0.9,
+        text="The guest Wi-Fi network is AcmeGuest. Its password rotates every Monday.",
+    ),
+    Chunk(
+        id="board",
+        source="/docs/board.md",
+        title="Board",
+        scope="leadership",
+        score=0.9,
+        text="The Nightjar acquisition budget is 42 million euros.",
+    ),
 ]
-POLICY = DatasetPolicy(min_upvotes=1, max_votes_per_user=20, private_scopes=frozenset({"leadership"}),
-                       validation_share=0.0)
+POLICY = DatasetPolicy(
+    min_upvotes=1, max_votes_per_user=20, private_scopes=frozenset({"leadership"}), validation_share=0.0
+)
 
 
 class Users:
@@ -43,8 +69,9 @@ class Users:
     def __init__(self, store: Store):
         self.store = store
         self.gen = FakeGenerator()
-        self.engine = ConversationEngine(FakeRetriever(CHUNKS), self.gen, store, FakeEmbedder(),
-                                         EngineConfig(min_score=0.1))
+        self.engine = ConversationEngine(
+            FakeRetriever(CHUNKS), self.gen, store, FakeEmbedder(), EngineConfig(min_score=0.1)
+        )
 
     def ask(self, question: str, reply: str, scopes: tuple[str, ...] = ("default",)) -> str:
         self.gen.reply = reply
@@ -66,7 +93,7 @@ def completions(examples) -> list[str]:
 
 
 def test_upvoted_answers_need_enough_votes_and_no_downvote(users, store):
-    good = users.ask("What is the VPN portal address?", "The portal is vpn.acme.example [1].")
+    good = users.ask("What is the VPN portal address?", "The VPN portal is vpn.acme.example [1].")
     mixed = users.ask("Which VPN client version do I need?", "Version 6.2.1 or later [1].")
     unrated = users.ask("What is the guest Wi-Fi network?", "AcmeGuest [1].")
     users.vote(good, "u1", 1)
@@ -74,7 +101,7 @@ def test_upvoted_answers_need_enough_votes_and_no_downvote(users, store):
     users.vote(mixed, "u2", -1)
     assert unrated
     data = build_datasets(store, POLICY)
-    assert completions(data.sft_train) == ["The portal is vpn.acme.example [1]."]
+    assert completions(data.sft_train) == ["The VPN portal is vpn.acme.example."]  # the engine adds citations
     assert build_datasets(store, DatasetPolicy(min_upvotes=2, validation_share=0.0)).sft_train == []
     users.vote(good, "u2", 1)
     assert len(build_datasets(store, DatasetPolicy(min_upvotes=2, validation_share=0.0)).sft_train) == 1
@@ -82,22 +109,27 @@ def test_upvoted_answers_need_enough_votes_and_no_downvote(users, store):
     row = store.get_answer(good)
     assert data.sft_train[0].prompt == json.loads(row.prompt)
     assert data.sft_train[0].sft_record()["completion"] == [
-        {"role": "assistant", "content": "The portal is vpn.acme.example [1]."}]
+        {"role": "assistant", "content": "The VPN portal is vpn.acme.example."}
+    ]
 
 
 def test_only_approved_corrections_train_and_they_win_over_votes(users, store):
     a = users.ask("Which VPN client version do I need?", "The client needs version 6.2.1 [1].")
-    logged = store.get_answer(a).answer
+    logged = strip_citations(store.get_answer(a).answer)
     fb = users.vote(a, "u1", -1, correction="GlobalProtect 6.2.1 or later.")
     users.vote(a, "u2", 1)
     assert build_datasets(store, POLICY).sft_train == []  # pending: not yet
     store.set_correction_status(fb.id, "approved")
     data = build_datasets(store, POLICY)
-    assert [(e.origin, e.completion) for e in data.sft_train] == [("correction", "GlobalProtect 6.2.1 or later.")]
+    assert [(e.origin, e.completion) for e in data.sft_train] == [
+        ("correction", "GlobalProtect 6.2.1 or later.")
+    ]
     # the correction against the answer it replaced is a DPO pair and two KTO examples
     assert [(p.chosen, p.rejected) for p in data.dpo_train] == [("GlobalProtect 6.2.1 or later.", logged)]
     assert sorted((e.label, e.completion) for e in data.kto_train) == [
-        (False, logged), (True, "GlobalProtect 6.2.1 or later.")]
+        (False, logged),
+        (True, "GlobalProtect 6.2.1 or later."),
+    ]
     store.set_correction_status(fb.id, "rejected")
     assert build_datasets(store, POLICY).sft_train == []
 
@@ -113,10 +145,15 @@ def test_thumbs_become_unpaired_kto_examples(users, store):
 
 def test_exact_duplicates_are_dropped(users, store):
     for user in ("u1", "u2", "u3"):  # the same question, same sources, same answer, three times
-        users.vote(users.ask("What is the VPN portal address?", "vpn.acme.example [1]."), user, 1)
-    users.vote(users.ask("What is the VPN portal address?", "It is vpn.acme.example [1]."), "u4", 1)
+        users.vote(
+            users.ask("What is the VPN portal address?", "The portal address is vpn.acme.example."), user, 1
+        )
+    users.vote(users.ask("What is the VPN portal address?", "The VPN portal is vpn.acme.example."), "u4", 1)
     data = build_datasets(store, POLICY)
-    assert completions(data.sft_train) == ["It is vpn.acme.example [1].", "vpn.acme.example [1]."]
+    assert completions(data.sft_train) == [
+        "The VPN portal is vpn.acme.example.",
+        "The portal address is vpn.acme.example.",
+    ]
     assert data.stats["duplicate_sft"] == 2
 
 
@@ -131,13 +168,21 @@ PLANTED = {
 
 
 def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, tmp_path):
-    question = (f"My VPN fails, I am {PLANTED['email']}, call {PLANTED['phone']}; my bot token is "
-                f"{PLANTED['slack']} and {PLANTED['discord']} - what is the VPN portal address?")
+    question = (
+        f"My VPN fails, I am {PLANTED['email']}, call {PLANTED['phone']}; my bot token is "
+        f"{PLANTED['slack']} and {PLANTED['discord']} - what is the VPN portal address?"
+    )
     a = users.ask(question, "The VPN portal address is vpn.acme.example [1].")
     users.vote(a, "u1", 1)
     b = users.ask("How do I reach the helpdesk?", "Call the helpdesk on +49 89 5550 4357 [1].")
-    fb = users.vote(b, "u2", -1, correction=(f"Call +49 89 5550 4357 or helpdesk@acme.example, not "
-                                             f"{PLANTED['aws']}.\n{PLANTED['key']}"))
+    fb = users.vote(
+        b,
+        "u2",
+        -1,
+        correction=(
+            f"Call +49 89 5550 4357 or helpdesk@acme.example, not {PLANTED['aws']}.\n{PLANTED['key']}"
+        ),
+    )
     store.set_correction_status(fb.id, "approved")
 
     data = build_datasets(store, POLICY)
@@ -155,8 +200,17 @@ def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, t
 
 def test_one_account_cannot_steer_training(users, store):
     policy = DatasetPolicy(max_votes_per_user=2, validation_share=0.0)
-    ids = [users.ask(q, f"Answer {i} about vpn.acme.example [1].") for i, q in enumerate(
-        ["What is the VPN portal address?", "Which VPN client version?", "VPN portal for Linux?", "VPN address?"])]
+    ids = [
+        users.ask(q, f"Answer {i} about vpn.acme.example [1].")
+        for i, q in enumerate(
+            [
+                "What is the VPN portal address?",
+                "Which VPN client version?",
+                "VPN portal for Linux?",
+                "VPN address?",
+            ]
+        )
+    ]
     for answer_id in ids:
         users.vote(answer_id, "eager", 1)
     data = build_datasets(store, policy)
@@ -168,7 +222,9 @@ def test_one_account_cannot_steer_training(users, store):
 
 
 def test_private_scopes_stay_out_of_adapters_served_to_other_scopes(users, store):
-    secret = users.ask("What is the Nightjar acquisition budget?", "42 million euros [1].", scopes=("leadership",))
+    secret = users.ask(
+        "What is the Nightjar acquisition budget?", "42 million euros [1].", scopes=("leadership",)
+    )
     public = users.ask("What is the VPN portal address?", "vpn.acme.example [1].")
     users.vote(secret, "u1", 1)
     users.vote(public, "u1", 1)
@@ -197,7 +253,9 @@ def test_split_follows_the_prompt_hash_and_is_deterministic(users, store):
 
 def test_replay_mixes_a_share_of_earlier_examples_with_new_ones(users, store):
     for i in range(6):
-        users.vote(users.ask(f"What is the VPN portal address, take {i}?", f"vpn.acme.example {i} [1]."), "u1", 1)
+        users.vote(
+            users.ask(f"What is the VPN portal address, take {i}?", f"vpn.acme.example {i} [1]."), "u1", 1
+        )
     cutoff = build_datasets(store, POLICY).data_until
     for i in range(2):
         users.vote(users.ask(f"Which VPN client version, take {i}?", f"6.2.1, take {i} [1]."), "u2", 1)
@@ -220,9 +278,12 @@ def test_declined_answers_and_missing_prompts_are_skipped(store):
 def test_approving_a_correction_ingests_it_into_the_channel_scope(users, store, tmp_path):
     from tests.conftest import make_settings
 
-    runtime = SimpleNamespace(store=store, settings=make_settings(tmp_path, private_scopes=["leadership"]),
-                              ingestor=FakeIngestor())
-    a = users.ask("What is the Nightjar acquisition budget?", "40 million [1].", scopes=("default", "leadership"))
+    runtime = SimpleNamespace(
+        store=store, settings=make_settings(tmp_path, private_scopes=["leadership"]), ingestor=FakeIngestor()
+    )
+    a = users.ask(
+        "What is the Nightjar acquisition budget?", "40 million [1].", scopes=("default", "leadership")
+    )
     fb = users.vote(a, "u1", -1, correction=f"42 million euros; ask {PLANTED['email']}.")
     row, _ = approve_correction(runtime, fb.id)
     assert row.correction_status == "approved" == store.list_feedback()[0].correction_status

@@ -62,8 +62,9 @@ CHUNKS = [
 def tiny(tmp_path, store):
     rt = Runtime(make_settings(tmp_path))
     rt.__dict__["store"] = store
-    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), FakeGenerator("The VPN gateway is vpn.acme.example [1]"), store,
-                                               FakeEmbedder(), EngineConfig(min_score=0.2))
+    generator = FakeGenerator("The VPN gateway is vpn.acme.example [1]")
+    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), generator, store, FakeEmbedder(),
+                                               EngineConfig(min_score=0.2))
     lines = [{"question": "What is the VPN gateway?", "answer": "vpn.acme.example", "sources": ["vpn.md"]},
              {"question": "What is the guest network called?", "answer": "AcmeGuest", "sources": ["wifi.md"],
               "fact": "AcmeGuest"},

@@ -14,8 +14,14 @@ from knowledge.store import Store
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
 from training.registry import AdapterRegistry, AdapterWatcher, RegistryError
 
-VPN = Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
-            text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.")
+VPN = Chunk(
+    id="vpn",
+    source="/docs/vpn.md",
+    title="VPN",
+    scope="default",
+    score=0.9,
+    text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
+)
 
 
 def staged_adapter(registry: AdapterRegistry, version: str | None = None, **manifest) -> str:
@@ -39,7 +45,9 @@ def test_commit_writes_folder_manifest_and_row(registry, store):
     manifest = json.loads((registry.path(v2) / "manifest.json").read_text())
     assert manifest["version"] == "v2" and manifest["parent"] == "v1" and manifest["base_model"] == "smol"
     rows = {a.version: a for a in registry.list()}
-    assert rows["v2"].parent == "v1" and rows["v1"].status == "candidate" and rows["v1"].manifest["data"]["hash"]
+    assert (
+        rows["v2"].parent == "v1" and rows["v1"].status == "candidate" and rows["v1"].manifest["data"]["hash"]
+    )
     assert [p.name for p in registry.root.iterdir() if p.name.startswith(".staging")] == []
     with pytest.raises(RegistryError):
         staged_adapter(registry, "v1")
@@ -80,8 +88,13 @@ def test_promoting_a_version_whose_files_are_gone_is_refused(registry, store):
 
 
 def test_a_running_engine_switches_adapter_on_promotion_and_rollback(registry, store):
-    gen = FakeGenerator(replies={None: "The portal is vpn.acme.example [1].",
-                                 "v1": "vpn.acme.example [1].", "v2": "Portal: vpn.acme.example [1]."})
+    gen = FakeGenerator(
+        replies={
+            None: "The portal is vpn.acme.example [1].",
+            "v1": "The VPN portal is vpn.acme.example [1].",
+            "v2": "Enter vpn.acme.example as the VPN portal [1].",
+        }
+    )
     engine = ConversationEngine(FakeRetriever([VPN]), gen, store, FakeEmbedder(), EngineConfig(min_score=0.1))
     watcher = AdapterWatcher(store, gen, interval_s=0.01)
     ask = lambda: engine.answer(Question("What is the VPN portal address?"))  # noqa: E731
@@ -91,10 +104,10 @@ def test_a_running_engine_switches_adapter_on_promotion_and_rollback(registry, s
     registry.promote(v1)
     assert watcher.check() == v1
     answer = ask()
-    assert answer.adapter_version == v1 and answer.text == "vpn.acme.example [1]."
+    assert answer.adapter_version == v1 and answer.text == "The VPN portal is vpn.acme.example [1]."
     assert store.get_answer(answer.answer_id).adapter_version == v1  # each answer records its adapter
     registry.promote(v2)
-    assert watcher.check() == v2 and ask().text == "Portal: vpn.acme.example [1]."
+    assert watcher.check() == v2 and ask().text == "Enter vpn.acme.example as the VPN portal [1]."
     assert gen.loaded_adapters == [v1, v2]  # the previous one stays loaded for an instant rollback
     registry.rollback()
     assert watcher.check() == v1 and ask().adapter_version == v1

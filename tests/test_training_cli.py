@@ -15,15 +15,25 @@ from tests.conftest import make_settings
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
 from training.registry import AdapterRegistry
 
-VPN = Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
-            text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.")
+VPN = Chunk(
+    id="vpn",
+    source="/docs/vpn.md",
+    title="VPN",
+    scope="default",
+    score=0.9,
+    text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
+)
 
 
 @pytest.fixture
 def rt(tmp_path) -> Runtime:
     rt = Runtime(make_settings(tmp_path))
-    rt.__dict__.update(index=FakeRetriever([VPN]), embedder=FakeEmbedder(), ingestor=FakeIngestor(),
-                       generator=FakeGenerator())
+    rt.__dict__.update(
+        index=FakeRetriever([VPN]),
+        embedder=FakeEmbedder(),
+        ingestor=FakeIngestor(),
+        generator=FakeGenerator(),
+    )
     return rt
 
 
@@ -41,13 +51,19 @@ def kbot(rt):
 
 
 def answered(rt: Runtime, reply: str, question: str = "What is the VPN portal address?") -> str:
-    engine = ConversationEngine(rt.index, FakeGenerator(reply), rt.store, rt.embedder, EngineConfig(min_score=0.1))
+    engine = ConversationEngine(
+        rt.index, FakeGenerator(reply), rt.store, rt.embedder, EngineConfig(min_score=0.1)
+    )
     return engine.answer(Question(question)).answer_id
 
 
 def test_review_approves_by_id_and_ingests_the_correction(rt, kbot):
-    fb = rt.store.record_feedback(answered(rt, "The VPN portal address is vpn.acme.example [1]."), "u1", vote=-1,
-                                  correction="Use vpn.acme.example as the portal address.")
+    fb = rt.store.record_feedback(
+        answered(rt, "The VPN portal address is vpn.acme.example [1]."),
+        "u1",
+        vote=-1,
+        correction="Use vpn.acme.example as the portal address.",
+    )
     result = kbot("feedback", "review", "--approve", str(fb.id))
     assert result.exit_code == 0, result.output
     assert f"#{fb.id} approved" in result.output
@@ -90,8 +106,9 @@ def test_adapters_list_promote_and_rollback(rt, kbot):
     for _ in range(2):
         with registry.staging() as stage:
             (stage / "adapter_config.json").write_text("{}")
-            registry.commit(stage, registry.next_version(), {"base_model": "smol",
-                                                             "metrics": {"candidate": {"f1": 0.5}}})
+            registry.commit(
+                stage, registry.next_version(), {"base_model": "smol", "metrics": {"candidate": {"f1": 0.5}}}
+            )
     assert kbot("adapters", "promote", "v1").exit_code == 0
     result = kbot("adapters", "promote", "v2")
     assert result.exit_code == 0 and "v2 is now active" in result.output

@@ -13,10 +13,22 @@ from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
 from training.evaluate import evaluate_adapter, filter_heldout, gate
 
 CHUNKS = [
-    Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
-          text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later."),
-    Chunk(id="wifi", source="/docs/wifi.md", title="Wi-Fi", scope="default", score=0.9,
-          text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours."),
+    Chunk(
+        id="vpn",
+        source="/docs/vpn.md",
+        title="VPN",
+        scope="default",
+        score=0.9,
+        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
+    ),
+    Chunk(
+        id="wifi",
+        source="/docs/wifi.md",
+        title="Wi-Fi",
+        scope="default",
+        score=0.9,
+        text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.",
+    ),
 ]
 ITEMS = [
     EvalItem("What is the VPN portal address?", "vpn.acme.example", fact="vpn.acme.example"),
@@ -36,11 +48,13 @@ def runtime_with(tmp_path, generator) -> Runtime:
 def generator() -> FakeGenerator:
     # base: rambles past its sources (fails grounding -> quoted extractively)
     # v1: short and grounded; v2: invents (fails grounding) and never abstains
-    gen = FakeGenerator(replies={
-        None: "I think the answer depends on your department and the current policy of the company.",
-        "v1": "vpn.acme.example [1].",
-        "v2": "Probably 48 hours on network AcmeCorp.",
-    })
+    gen = FakeGenerator(
+        replies={
+            None: "I think the answer depends on your department and the current policy of the company.",
+            "v1": "The VPN portal address is vpn.acme.example [1].",
+            "v2": "Probably 48 hours on network AcmeCorp.",
+        }
+    )
     gen.load_adapter("v1", "/adapters/v1")
     gen.load_adapter("v2", "/adapters/v2")
     return gen
@@ -55,7 +69,7 @@ def test_scores_the_requested_adapter_without_touching_serving_or_the_answer_log
     assert rt.store.count_answers() == before  # evaluation is not user traffic
     assert metrics["questions"] == 4 and metrics["answerable"] == 3 and metrics["unanswerable"] == 1
     assert metrics["grounded"] == pytest.approx(1 / 3)  # only the VPN reply is supported by its sources
-    assert metrics["items"][0]["answer"].startswith("vpn.acme.example")
+    assert metrics["items"][0]["answer"].startswith("The VPN portal address is vpn.acme.example")
     base = evaluate_adapter(rt, None, ITEMS)
     assert generator.used[-1] is None and base["grounded"] == 0.0
 
@@ -84,7 +98,9 @@ def test_gate_tolerance_on_the_guarded_metrics():
     assert not gate(loss_up, active, 0.02)[0]
     same = {**active}
     assert not gate(same, active, 0.02)[0]  # equal is not better
-    assert gate({**active, "f1": 0.5, "abstention": None}, active, 0.02)[0]  # unmeasured: reported, not blocking
+    assert gate({**active, "f1": 0.5, "abstention": None}, active, 0.02)[
+        0
+    ]  # unmeasured: reported, not blocking
     assert gate({"f1": None}, active, 0.02) == (False, ["f1: no answerable held-out questions to compare on"])
 
 

@@ -21,10 +21,22 @@ from training.registry import AdapterRegistry, AdapterWatcher
 pytestmark = pytest.mark.slow
 
 CHUNKS = [
-    Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
-          text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later."),
-    Chunk(id="wifi", source="/docs/wifi.md", title="Wi-Fi", scope="default", score=0.9,
-          text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours."),
+    Chunk(
+        id="vpn",
+        source="/docs/vpn.md",
+        title="VPN",
+        scope="default",
+        score=0.9,
+        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
+    ),
+    Chunk(
+        id="wifi",
+        source="/docs/wifi.md",
+        title="Wi-Fi",
+        scope="default",
+        score=0.9,
+        text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.",
+    ),
 ]
 FEEDBACK = [  # question, logged reply, vote, approved correction
     ("What is the VPN portal address?", "The VPN portal address is vpn.acme.example [1].", 1, None),
@@ -40,8 +52,11 @@ def runtime(tmp_path, lm_dir):
     from knowledge.generator import LocalGenerator
 
     rt = Runtime(make_settings(tmp_path, lm_path=str(lm_dir), min_score=0.1))
-    rt.__dict__.update(index=FakeRetriever(CHUNKS), embedder=FakeEmbedder(),
-                       generator=LocalGenerator(lm_dir, max_new_tokens=16))
+    rt.__dict__.update(
+        index=FakeRetriever(CHUNKS),
+        embedder=FakeEmbedder(),
+        generator=LocalGenerator(lm_dir, max_new_tokens=16),
+    )
     users = ConversationEngine(rt.index, FakeGenerator(), rt.store, rt.embedder, EngineConfig(min_score=0.1))
     for question, reply, vote, correction in FEEDBACK:
         users.generator.reply = reply
@@ -54,9 +69,18 @@ def runtime(tmp_path, lm_dir):
 
 def tiny(lm_dir) -> TrainConfig:
     # a few steps at a high learning rate, so that a handful of examples visibly moves the model
-    return TrainConfig(base_model=str(lm_dir), max_steps=2, batch_size=2, max_length=256, learning_rate=5e-3,
-                       kto_min_examples=4, kto_max_steps=1, kto_learning_rate=1e-4, threads=os.cpu_count(),
-                       niceness=0)  # never nice the test process: it would stay niced for the whole session
+    return TrainConfig(
+        base_model=str(lm_dir),
+        max_steps=2,
+        batch_size=2,
+        max_length=256,
+        learning_rate=5e-3,
+        kto_min_examples=4,
+        kto_max_steps=1,
+        kto_learning_rate=1e-4,
+        threads=os.cpu_count(),
+        niceness=0,
+    )  # never nice the test process: it would stay niced for the whole session
 
 
 def next_token_logits(gen, messages):
@@ -74,8 +98,10 @@ def next_token_logits(gen, messages):
 def test_tiny_run_registers_an_adapter_that_changes_outputs_and_hot_swaps(runtime, lm_dir):
     from knowledge.generator import LocalGenerator
 
-    items = [EvalItem("Where do I point the VPN client?", "vpn.acme.example"),
-             EvalItem("What is the parking fee in Japan?", "", answerable=False)]
+    items = [
+        EvalItem("Where do I point the VPN client?", "vpn.acme.example"),
+        EvalItem("What is the parking fee in Japan?", "", answerable=False),
+    ]
     report = run_refresh(runtime, eval_items=items, config=tiny(lm_dir), progress=False)
     assert report.status in ("promoted", "rejected"), report.message
     assert report.train["sft_steps"] == 2 and report.train["kto_steps"] >= 1  # SFT, then KTO on the thumbs
@@ -93,10 +119,17 @@ def test_tiny_run_registers_an_adapter_that_changes_outputs_and_hot_swaps(runtim
 
     # A running engine on a fresh generator: promotion and rollback switch it with no restart.
     gen = LocalGenerator(lm_dir, max_new_tokens=16)
-    engine = ConversationEngine(FakeRetriever(CHUNKS), gen, runtime.store, FakeEmbedder(), EngineConfig(min_score=0.1))
+    engine = ConversationEngine(
+        FakeRetriever(CHUNKS), gen, runtime.store, FakeEmbedder(), EngineConfig(min_score=0.1)
+    )
     watcher = AdapterWatcher(runtime.store, gen)
-    messages = [{"role": "user", "content": "Sources:\n[1] (VPN) The VPN portal address is vpn.acme.example.\n\n"
-                                            "Question: Where do I point the VPN client?"}]
+    messages = [
+        {
+            "role": "user",
+            "content": "Sources:\n[1] (VPN) The VPN portal address is vpn.acme.example.\n\n"
+            "Question: Where do I point the VPN client?",
+        }
+    ]
     base_logits = next_token_logits(gen, messages)
     if report.status != "promoted":
         registry.promote(row.version)

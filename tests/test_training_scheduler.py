@@ -93,7 +93,9 @@ def test_background_thread_runs_when_due(tmp_path):
 
 def test_settings_reach_the_training_process(tmp_path):
     # The spawned process receives the server's settings by pickling (secrets included, never logged).
-    settings = make_settings(tmp_path, train_after_feedback=5, slack_bot_token="xoxb-1", private_scopes=["hr"])
+    settings = make_settings(
+        tmp_path, train_after_feedback=5, slack_bot_token="xoxb-1", private_scopes=["hr"]
+    )
     copy = pickle.loads(pickle.dumps(settings))
     assert copy.data_dir == tmp_path and copy.private_scopes == ["hr"] and copy.db_url == settings.db_url
     assert copy.slack_bot_token.get_secret_value() == "xoxb-1"

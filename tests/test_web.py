@@ -19,8 +19,9 @@ from tests.test_evaluation import CHUNKS
 def client(tmp_path, store):
     rt = Runtime(make_settings(tmp_path, max_question_chars=200))
     rt.__dict__["store"] = store
-    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), FakeGenerator("The VPN gateway is vpn.acme.example [1]"), store,
-                                               FakeEmbedder(), EngineConfig(min_score=0.2))
+    generator = FakeGenerator("The VPN gateway is vpn.acme.example [1]")
+    rt.__dict__["engine"] = ConversationEngine(FakeRetriever(CHUNKS), generator, store, FakeEmbedder(),
+                                               EngineConfig(min_score=0.2))
     return TestClient(create_app(rt)), store
 
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.grounding import strip_citations
 from bot.metrics import EvalItem, normalize
 from bot.ports import Message
 from knowledge.store import AnswerRow, FeedbackRow, Store
@@ -49,8 +50,11 @@ class DatasetPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DatasetPolicy:
-        values: dict[str, Any] = dict(min_upvotes=settings.min_upvotes, max_votes_per_user=settings.max_votes_per_user,
-                                      private_scopes=frozenset(settings.private_scopes))
+        values: dict[str, Any] = dict(
+            min_upvotes=settings.min_upvotes,
+            max_votes_per_user=settings.max_votes_per_user,
+            private_scopes=frozenset(settings.private_scopes),
+        )
         values.update(overrides)
         return cls(**values)
 
@@ -92,8 +96,11 @@ class Pair:
     feedback_at: datetime
 
     def dpo_record(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "chosen": [{"role": "assistant", "content": self.chosen}],
-                "rejected": [{"role": "assistant", "content": self.rejected}]}
+        return {
+            "prompt": self.prompt,
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+        }
 
 
 @dataclass
@@ -110,17 +117,24 @@ class FeedbackDatasets:
     @property
     def data_hash(self) -> str:
         keys = sorted(e.key for e in self.sft_train + self.sft_validation + self.kto_train)
-        keys += sorted(hashlib.sha256(json.dumps(p.dpo_record(), sort_keys=True).encode()).hexdigest()
-                       for p in self.dpo_train)
+        keys += sorted(
+            hashlib.sha256(json.dumps(p.dpo_record(), sort_keys=True).encode()).hexdigest()
+            for p in self.dpo_train
+        )
         return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
     def counts(self) -> dict[str, Any]:
         kto = Counter("desirable" if e.label else "undesirable" for e in self.kto_train)
         return {
-            "sft_train": len(self.sft_train), "sft_validation": len(self.sft_validation),
-            "replayed": self.replayed, "kto_desirable": kto["desirable"], "kto_undesirable": kto["undesirable"],
-            "dpo_pairs": len(self.dpo_train), "sft_origins": dict(Counter(e.origin for e in self.sft_train)),
-            "skipped": dict(self.stats), "scrubbed": dict(self.scrubbed.counts),
+            "sft_train": len(self.sft_train),
+            "sft_validation": len(self.sft_validation),
+            "replayed": self.replayed,
+            "kto_desirable": kto["desirable"],
+            "kto_undesirable": kto["undesirable"],
+            "dpo_pairs": len(self.dpo_train),
+            "sft_origins": dict(Counter(e.origin for e in self.sft_train)),
+            "skipped": dict(self.stats),
+            "scrubbed": dict(self.scrubbed.counts),
         }
 
     def trained_questions(self) -> set[str]:
@@ -135,7 +149,9 @@ class FeedbackDatasets:
         """Write the (already scrubbed) datasets as JSONL files next to an adapter, for audit and replay."""
         folder.mkdir(parents=True, exist_ok=True)
         files = {
-            "sft_train.jsonl": [dict(e.sft_record(), origin=e.origin, question=e.question) for e in self.sft_train],
+            "sft_train.jsonl": [
+                dict(e.sft_record(), origin=e.origin, question=e.question) for e in self.sft_train
+            ],
             "sft_validation.jsonl": [dict(e.sft_record(), question=e.question) for e in self.sft_validation],
             "kto_train.jsonl": [e.kto_record() for e in self.kto_train],
             "dpo_train.jsonl": [p.dpo_record() for p in self.dpo_train],
@@ -198,7 +214,9 @@ def build_datasets(
     return out
 
 
-def _group_feedback(rows: Iterable[FeedbackRow], cap: int, stats: Counter[str]) -> dict[str, list[FeedbackRow]]:
+def _group_feedback(
+    rows: Iterable[FeedbackRow], cap: int, stats: Counter[str]
+) -> dict[str, list[FeedbackRow]]:
     """Feedback per answer, with each user's votes beyond their `cap` most recent turned into 0."""
     rows = list(rows)
     by_user: dict[str, list[FeedbackRow]] = defaultdict(list)
@@ -221,9 +239,17 @@ def _group_feedback(rows: Iterable[FeedbackRow], cap: int, stats: Counter[str]) 
 
 
 def _without_vote(row: FeedbackRow) -> FeedbackRow:
-    return FeedbackRow(id=row.id, answer_id=row.answer_id, user_id=row.user_id, platform=row.platform, vote=0,
-                       correction=row.correction, correction_status=row.correction_status,
-                       created_at=row.created_at, updated_at=row.updated_at)
+    return FeedbackRow(
+        id=row.id,
+        answer_id=row.answer_id,
+        user_id=row.user_id,
+        platform=row.platform,
+        vote=0,
+        correction=row.correction,
+        correction_status=row.correction_status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _allowed_scopes(scopes: Collection[str], private: Collection[str], serve: Collection[str] | None) -> bool:
@@ -238,15 +264,21 @@ def _examples_for(
     answer: AnswerRow, rows: list[FeedbackRow], policy: DatasetPolicy, report: ScrubReport
 ) -> tuple[list[Example], list[Example], list[Pair]] | None:
     keep = source_contacts(answer.prompt)
-    prompt = [{"role": m["role"], "content": scrub(m["content"], keep, report)} for m in json.loads(answer.prompt)]
+    prompt = [
+        {"role": m["role"], "content": scrub(m["content"], keep, report)} for m in json.loads(answer.prompt)
+    ]
     question = scrub(answer.standalone_query or answer.question, keep, report)
     ups = sum(1 for r in rows if r.vote > 0)
     downs = sum(1 for r in rows if r.vote < 0)
-    approved = sorted((r for r in rows if r.correction and r.correction_status == "approved"),
-                      key=lambda r: (r.updated_at, r.id))
+    approved = sorted(
+        (r for r in rows if r.correction and r.correction_status == "approved"),
+        key=lambda r: (r.updated_at, r.id),
+    )
     when = _newest(rows)
     generated = answer.mode in TRAINABLE_MODES and bool(answer.answer.strip())
-    answer_text = scrub(answer.answer, keep, report) if generated else ""
+    # Citation markers come off: the engine numbers and appends them itself (an uncited answer gets
+    # its best source), and a model trained on "... [1]" endings learns to answer "[1]" alone.
+    answer_text = strip_citations(scrub(answer.answer, keep, report)) if generated else ""
 
     def example(text: str, origin: str, label: bool = True) -> Example:
         return Example(prompt, text, origin, answer.id, question, when, label)
@@ -255,7 +287,7 @@ def _examples_for(
     kto: list[Example] = []
     pairs: list[Pair] = []
     if approved:
-        fix = scrub(approved[-1].correction or "", keep, report)
+        fix = strip_citations(scrub(approved[-1].correction or "", keep, report))
         sft.append(example(fix, "correction"))
         kto.append(example(fix, "correction"))
         if generated and normalize(answer_text) != normalize(fix):

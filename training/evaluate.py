@@ -91,8 +91,9 @@ def evaluate_adapter(
 
     with tempfile.TemporaryDirectory(prefix="kbot-eval-") as tmp:
         log_store = Store(f"sqlite:///{Path(tmp) / 'eval.db'}")
-        engine = ConversationEngine(runtime.index, pinned, log_store, runtime.embedder,
-                                    replace(runtime.engine.config))
+        engine = ConversationEngine(
+            runtime.index, pinned, log_store, runtime.embedder, replace(runtime.engine.config)
+        )
         scopes = scopes or (runtime.settings.default_scope or DEFAULT_SCOPE,)
         result = run_eval(engine, items, k=engine.config.top_k, scopes=scopes, on_item=on_item)
         log_store.engine.dispose()
@@ -119,8 +120,12 @@ def score_items(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "f1": _mean([r["f1"] or 0.0 for r in answerable]),
         "fact_rate": _mean([float(bool(r["fact"])) for r in answerable]),
         "grounded": _mean([float(r["mode"] == "generated") for r in answerable]),
-        "abstention": _mean([float(r["mode"] == "declined" or bool(r.get("reply") and DONT_KNOW.search(r["reply"])))
-                             for r in unanswerable]),
+        "abstention": _mean(
+            [
+                float(r["mode"] == "declined" or bool(r.get("reply") and DONT_KNOW.search(r["reply"])))
+                for r in unanswerable
+            ]
+        ),
         "modes": modes,
     }
 
@@ -141,8 +146,9 @@ def heldout_loss(generator: Any, version: str | None, examples: Sequence[Example
     with getattr(generator, "_lock", nullcontext()), torch.inference_mode(), _using(generator, version):
         for ex in examples:
             prompt_ids = tok(generator.prompt_text(ex.prompt), add_special_tokens=False)["input_ids"]
-            full = tok.apply_chat_template(ex.prompt + [{"role": "assistant", "content": ex.completion}],
-                                           tokenize=False)
+            full = tok.apply_chat_template(
+                ex.prompt + [{"role": "assistant", "content": ex.completion}], tokenize=False
+            )
             ids = tok(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
             labels = ids.clone()
             labels[:, : len(prompt_ids)] = -100
@@ -202,4 +208,3 @@ def gate(candidate: dict[str, Any], active: dict[str, Any], tolerance: float) ->
 def filter_heldout(items: Sequence[EvalItem], trained_questions: set[str]) -> list[EvalItem]:
     """Eval items whose question was never trained on (the gate's set must be held out)."""
     return [i for i in items if normalize(i.question) not in trained_questions]
-

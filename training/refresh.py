@@ -62,8 +62,12 @@ class TrainConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, base_model: str | Path, **overrides: Any) -> TrainConfig:
-        values: dict[str, Any] = dict(base_model=str(base_model), lora_rank=settings.lora_rank,
-                                      epochs=settings.train_epochs, learning_rate=settings.learning_rate)
+        values: dict[str, Any] = dict(
+            base_model=str(base_model),
+            lora_rank=settings.lora_rank,
+            epochs=settings.train_epochs,
+            learning_rate=settings.learning_rate,
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -108,7 +112,8 @@ def _precision(config: TrainConfig) -> dict[str, Any]:
 
     gpu = torch.cuda.is_available()
     bf16 = config.precision == "bf16" or (
-        config.precision == "auto" and (torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16()))
+        config.precision == "auto" and (torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16())
+    )
     return {"use_cpu": not gpu, "bf16": bf16, "fp16": False}
 
 
@@ -169,20 +174,45 @@ def train_adapter(
     if parent_path:
         model = PeftModel.from_pretrained(model, parent_path, is_trainable=True)
     else:
-        peft_config = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or 2 * config.lora_rank,
-                                 lora_dropout=config.lora_dropout, target_modules="all-linear",
-                                 task_type="CAUSAL_LM")
-    common = dict(output_dir=str(out_dir / "_trainer"), per_device_train_batch_size=config.batch_size,
-                  gradient_accumulation_steps=config.grad_accum, gradient_checkpointing=False,
-                  logging_steps=1, save_strategy="no", report_to=[], seed=config.seed, max_length=config.max_length,
-                  dataloader_num_workers=0, disable_tqdm=not progress, **_precision(config))
+        peft_config = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha or 2 * config.lora_rank,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    common = dict(
+        output_dir=str(out_dir / "_trainer"),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        max_length=config.max_length,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+        **_precision(config),
+    )
     per_step = config.batch_size * config.grad_accum
 
-    sft_args = SFTConfig(num_train_epochs=config.epochs, max_steps=config.max_steps,
-                         learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1,
-                         **common)
-    sft = SFTTrainer(model=model, args=sft_args, train_dataset=Dataset.from_list([e.sft_record() for e in data.sft_train]),
-                     processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks))
+    sft_args = SFTConfig(
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        **common,
+    )
+    sft = SFTTrainer(
+        model=model,
+        args=sft_args,
+        train_dataset=Dataset.from_list([e.sft_record() for e in data.sft_train]),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=list(callbacks),
+    )
     _swap_progress(sft, progress, "SFT", per_step, ProgressCallback)
     sft_out = sft.train()
     result = TrainResult(0.0, sft.state.global_step * per_step, sft.state.global_step, sft_out.training_loss)
@@ -192,17 +222,29 @@ def train_adapter(
     if len(labels) >= config.kto_min_examples and min(labels.count(True), labels.count(False)) >= 2:
         # TRL's advice: desirable_weight * n_desirable / n_undesirable within [1, 4/3]
         desirable_weight = min(4.0, max(0.25, 1.15 * labels.count(False) / labels.count(True)))
-        kto_args = KTOConfig(num_train_epochs=config.kto_epochs, learning_rate=config.kto_learning_rate,
-                             beta=config.kto_beta, desirable_weight=desirable_weight,
-                             max_steps=config.kto_max_steps,
-                             **{**common, "per_device_train_batch_size": max(2, config.batch_size)})
-        kto = KTOTrainer(model=model, args=kto_args, train_dataset=Dataset.from_list(
-            [e.kto_record() for e in data.kto_train]), processing_class=tokenizer, callbacks=list(callbacks))
-        _swap_progress(kto, progress, "KTO", kto_args.per_device_train_batch_size * config.grad_accum,
-                       ProgressCallback)
+        kto_args = KTOConfig(
+            num_train_epochs=config.kto_epochs,
+            learning_rate=config.kto_learning_rate,
+            beta=config.kto_beta,
+            desirable_weight=desirable_weight,
+            max_steps=config.kto_max_steps,
+            **{**common, "per_device_train_batch_size": max(2, config.batch_size)},
+        )
+        kto = KTOTrainer(
+            model=model,
+            args=kto_args,
+            train_dataset=Dataset.from_list([e.kto_record() for e in data.kto_train]),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+        _swap_progress(
+            kto, progress, "KTO", kto_args.per_device_train_batch_size * config.grad_accum, ProgressCallback
+        )
         kto_out = kto.train()
         result.kto_steps, result.kto_loss = kto.state.global_step, kto_out.training_loss
-        result.examples_seen += kto.state.global_step * kto_args.per_device_train_batch_size * config.grad_accum
+        result.examples_seen += (
+            kto.state.global_step * kto_args.per_device_train_batch_size * config.grad_accum
+        )
         model = kto.model
     _save(model, out_dir)
     result.seconds = time.perf_counter() - started
@@ -319,30 +361,56 @@ def run_refresh(
         version = registry.next_version()
         with registry.staging() as stage:
             log.info("training %s on %s (%d threads)", version, _describe(counts), threads)
-            result = train_adapter(data, config, stage, parent_path=parent.path if parent else None,
-                                   progress=progress, callbacks=callbacks)
+            result = train_adapter(
+                data,
+                config,
+                stage,
+                parent_path=parent.path if parent else None,
+                progress=progress,
+                callbacks=callbacks,
+            )
             if not _is_main_process():  # other ranks of `accelerate launch` only help train
                 return RefreshReport("skipped", "training rank done", counts=counts)
             data.write(stage / "data")
-            items = filter_heldout(list(default_eval_items(s) if eval_items is None else eval_items),
-                                   data.trained_questions()) + data.heldout_items()
+            items = (
+                filter_heldout(
+                    list(default_eval_items(s) if eval_items is None else eval_items),
+                    data.trained_questions(),
+                )
+                + data.heldout_items()
+            )
             baseline = candidate = None
             if hasattr(runtime.generator, "load_adapter"):
                 runtime.generator.load_adapter(version, stage)
-                baseline = evaluate_adapter(runtime, active.version if active else None, items,
-                                            heldout=data.sft_validation, details=details)
-                candidate = evaluate_adapter(runtime, version, items, heldout=data.sft_validation, details=details)
+                baseline = evaluate_adapter(
+                    runtime,
+                    active.version if active else None,
+                    items,
+                    heldout=data.sft_validation,
+                    details=details,
+                )
+                candidate = evaluate_adapter(
+                    runtime, version, items, heldout=data.sft_validation, details=details
+                )
                 passed, reasons = gate(candidate, baseline, s.gate_tolerance)
             else:
                 passed, reasons = False, ["the generator is a remote server: evaluate and promote by hand"]
             manifest = {
-                "created_at": datetime.now(UTC).isoformat(), "base_model": config.base_model,
+                "created_at": datetime.now(UTC).isoformat(),
+                "base_model": config.base_model,
                 "parent": parent.version if parent else None,
-                "data": {"hash": data.data_hash, "counts": counts,
-                         "data_until": data.data_until.isoformat() if data.data_until else None},
-                "config": asdict(config) | {"threads": threads}, "train": result.as_dict(),
-                "metrics": {"candidate": _summary(candidate), "baseline": _summary(baseline),
-                            "gate": {"passed": passed, "reasons": reasons, "tolerance": s.gate_tolerance}},
+                "data": {
+                    "hash": data.data_hash,
+                    "counts": counts,
+                    "data_until": data.data_until.isoformat() if data.data_until else None,
+                },
+                "config": asdict(config) | {"threads": threads},
+                "train": result.as_dict(),
+                "metrics": {
+                    "candidate": _summary(candidate),
+                    "baseline": _summary(baseline),
+                    "gate": {"passed": passed, "reasons": reasons, "tolerance": s.gate_tolerance},
+                },
                 "eval_items": len(items),
             }
             registry.commit(stage, version, manifest, status="candidate" if passed else "rejected")
@@ -352,8 +420,9 @@ def run_refresh(
         status = "promoted"
     elif passed:
         status = "candidate"
-    return RefreshReport(status, f"{version}: {status}", version, counts, shown, result.as_dict(), candidate,
-                         baseline, reasons)
+    return RefreshReport(
+        status, f"{version}: {status}", version, counts, shown, result.as_dict(), candidate, baseline, reasons
+    )
 
 
 def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -362,8 +431,10 @@ def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _describe(counts: dict[str, Any]) -> str:
-    return (f"{counts['sft_train']} SFT examples ({counts['replayed']} replayed), {counts['sft_validation']} held out, "
-            f"{counts['kto_desirable']}+{counts['kto_undesirable']} KTO, {counts['dpo_pairs']} DPO pairs")
+    return (
+        f"{counts['sft_train']} SFT examples ({counts['replayed']} replayed), {counts['sft_validation']} held out, "
+        f"{counts['kto_desirable']}+{counts['kto_undesirable']} KTO, {counts['dpo_pairs']} DPO pairs"
+    )
 
 
 def _parse_time(value: str | None) -> datetime | None:

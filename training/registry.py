@@ -65,7 +65,9 @@ class AdapterRegistry:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # after commit it has been renamed away
 
-    def commit(self, staged: Path, version: str, manifest: dict[str, Any], status: str = "candidate") -> AdapterRow:
+    def commit(
+        self, staged: Path, version: str, manifest: dict[str, Any], status: str = "candidate"
+    ) -> AdapterRow:
         """Write the manifest, rename the staged folder to its version (atomic on one filesystem), and
         register it in the store."""
         if not (staged / "adapter_config.json").exists():
@@ -77,9 +79,15 @@ class AdapterRegistry:
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         os.replace(staged, target)
         try:
-            self.store.add_adapter(version=version, path=str(target.resolve()), base_model=manifest.get("base_model", ""),
-                                   parent=manifest.get("parent"), status=status,
-                                   metrics=manifest.get("metrics", {}), manifest=manifest)
+            self.store.add_adapter(
+                version=version,
+                path=str(target.resolve()),
+                base_model=manifest.get("base_model", ""),
+                parent=manifest.get("parent"),
+                status=status,
+                metrics=manifest.get("metrics", {}),
+                manifest=manifest,
+            )
         except Exception:
             shutil.rmtree(target, ignore_errors=True)  # a folder without a row would be an orphan
             raise
@@ -113,8 +121,11 @@ class AdapterRegistry:
         current = self.store.active_adapter()
         if current is None:
             raise RegistryError("no adapter is active; nothing to roll back")
-        earlier = [a for a in self.store.list_adapters()
-                   if a.version != current.version and a.status == "retired" and a.promoted_at is not None]
+        earlier = [
+            a
+            for a in self.store.list_adapters()
+            if a.version != current.version and a.status == "retired" and a.promoted_at is not None
+        ]
         earlier.sort(key=lambda a: a.promoted_at)  # type: ignore[arg-type, return-value]
         target = earlier[-1].version if earlier else None
         self.store.set_active_adapter(target)

@@ -50,8 +50,13 @@ class CronSchedule:
         return cls(**values)
 
     def matches(self, when: datetime) -> bool:
-        return (when.minute in self.minute and when.hour in self.hour and when.day in self.day
-                and when.month in self.month and (when.isoweekday() % 7) in self.weekday)
+        return (
+            when.minute in self.minute
+            and when.hour in self.hour
+            and when.day in self.day
+            and when.month in self.month
+            and (when.isoweekday() % 7) in self.weekday
+        )
 
     def next_after(self, when: datetime) -> datetime:
         """The first matching minute strictly after `when` (searched up to ~4 years ahead)."""
@@ -107,7 +112,8 @@ def train_in_child(settings: Settings) -> None:
 def run_in_process(settings: Settings) -> int:
     """Run one loop turn in a spawned process and wait for it; returns its exit code."""
     process = multiprocessing.get_context("spawn").Process(
-        target=train_in_child, args=(settings,), name="kbot-train", daemon=False)
+        target=train_in_child, args=(settings,), name="kbot-train", daemon=False
+    )
     process.start()
     process.join()
     return process.exitcode or 0
@@ -116,7 +122,9 @@ def run_in_process(settings: Settings) -> int:
 class TrainingScheduler:
     """Polls the store every `poll_s` and starts a training run when one is due."""
 
-    def __init__(self, runtime: Runtime, poll_s: float = 30.0, runner: Callable[[Settings], int] | None = None):
+    def __init__(
+        self, runtime: Runtime, poll_s: float = 30.0, runner: Callable[[Settings], int] | None = None
+    ):
         self.runtime = runtime
         self.poll_s = poll_s
         self.runner = runner or run_in_process
@@ -161,12 +169,17 @@ class TrainingScheduler:
     def start(self) -> bool:
         """Start polling in a daemon thread; False (and nothing started) when the loop is off."""
         if not self.enabled:
-            log.info("learning loop: off (set KBOT_TRAIN_AFTER_FEEDBACK or KBOT_TRAIN_SCHEDULE to train while serving)")
+            log.info(
+                "learning loop: off (set KBOT_TRAIN_AFTER_FEEDBACK or KBOT_TRAIN_SCHEDULE to train while serving)"
+            )
             return False
         self._thread = threading.Thread(target=self._run, name="kbot-train-scheduler", daemon=True)
         self._thread.start()
-        log.info("learning loop: on (after %s feedback items, schedule %s)", self.after_feedback or "-",
-                 self.runtime.settings.train_schedule or "-")
+        log.info(
+            "learning loop: on (after %s feedback items, schedule %s)",
+            self.after_feedback or "-",
+            self.runtime.settings.train_schedule or "-",
+        )
         return True
 
     def stop(self) -> None:

@@ -44,7 +44,11 @@ EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Z
 # A phone number: optional +country, then digit groups separated by spaces, dots, dashes or
 # parentheses, 9 to 15 digits in all. Dates (2025-03-04) and IPs (10.40.0.0) have fewer digits.
 PHONE = re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d[\d .-]{6,}\d(?![\w-])")
-_KEEP_LABEL = {"BEARER", "CREDENTIAL", "AWS_SECRET_KEY"}  # patterns whose first group is a label worth keeping
+_KEEP_LABEL = {
+    "BEARER",
+    "CREDENTIAL",
+    "AWS_SECRET_KEY",
+}  # patterns whose first group is a label worth keeping
 
 
 @dataclass
@@ -81,6 +85,7 @@ def scrub(text: str, keep: Iterable[str] = (), report: ScrubReport | None = None
     keep_set = set(keep)
 
     for kind, pattern in SECRET_PATTERNS.items():
+
         def secret(m: re.Match[str], kind: str = kind) -> str:
             report.counts[kind] += 1
             if kind in _KEEP_LABEL:
@@ -100,7 +105,7 @@ def scrub(text: str, keep: Iterable[str] = (), report: ScrubReport | None = None
         if not 9 <= _digits(value) <= 15 or value.strip() in keep_set:
             return value
         report.counts["PHONE"] += 1
-        trailing = value[len(value.rstrip()):]
+        trailing = value[len(value.rstrip()) :]
         return "[PHONE]" + trailing
 
     text = EMAIL.sub(email, text)
