@@ -171,7 +171,8 @@ def main() -> None:
     if loop.train:
         tr = loop.train
         print(
-            f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, {tr['examples_per_s']} examples/s, "
+            f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, "
+            f"{tr['examples_per_s']} examples/s, "
             f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), KTO {tr['kto_steps']} steps"
         )
     print()

@@ -46,7 +46,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "alembic", "LiteLLM"):
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "alembic", "bm25s", "LiteLLM"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from transformers.utils import logging as hf_logging
 

@@ -15,14 +15,17 @@ from bot.wiring import Runtime
 log = logging.getLogger(__name__)
 
 
-def build_server_app(runtime: Runtime) -> FastAPI:
+def build_server_app(runtime: Runtime, closers: list | None = None) -> FastAPI:
     """The FastAPI app with the Slack HTTP endpoint mounted when Slack is configured for HTTP mode."""
     app = create_app(runtime)
     s = runtime.settings
     if secret(s.slack_bot_token) and secret(s.slack_signing_secret) and not secret(s.slack_app_token):
         from bot.slack_app import slack_router
 
-        app.include_router(slack_router(runtime))
+        router = slack_router(runtime)
+        app.include_router(router)
+        if closers is not None:
+            closers.append(router.slack_bot)
         log.info("Slack: HTTP mode at /slack/events")
     return app
 
@@ -46,7 +49,7 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     else:
         log.info("Discord: off (set DISCORD_TOKEN to start it)")
     _start_learning_loop(runtime)
-    app = build_server_app(runtime)
+    app = build_server_app(runtime, background)
     log.info("web chat on http://%s:%d", host or s.host, port or s.port)
     try:
         uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")

@@ -163,7 +163,8 @@ PLANTED = {
     "slack": "xoxb-2234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
     "discord": "MTA4NzY1NDMyMTA5ODc2NTQz.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB",
     "aws": "AKIAIOSFODNN7EXAMPLE",
-    "key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----",
+    "key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n"
+    "-----END OPENSSH PRIVATE KEY-----",
 }
 
 

@@ -59,3 +59,22 @@ def test_feedback_is_stored_and_bad_input_is_a_4xx(client):
     assert huge.status_code == 413 and "limit is 200" in huge.json()["detail"]
     assert c.post("/api/ask", json={"question": "   "}).status_code == 422
     assert c.get("/answers/nope").status_code == 404
+
+
+def test_serve_mounts_slack_http_mode_only_when_configured(tmp_path, store):
+    from bot.serve import build_server_app
+
+    plain = Runtime(make_settings(tmp_path))
+    plain.__dict__["store"] = store
+    assert TestClient(build_server_app(plain)).post("/slack/events", content=b"{}").status_code == 404
+    slack = Runtime(make_settings(tmp_path, slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                                  slack_api_url="http://127.0.0.1:9/api/"))
+    slack.__dict__["store"] = store
+    closers: list = []
+    app = build_server_app(slack, closers)
+    forged = TestClient(app).post("/slack/events", content=b"{}", headers={
+        "X-Slack-Request-Timestamp": "1700000000", "X-Slack-Signature": "v0=forged"})
+    assert forged.status_code == 401
+    assert len(closers) == 1
+    for item in closers:
+        item.close()

@@ -18,9 +18,11 @@ import hashlib
 import json
 import logging
 import math
+import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -354,6 +356,43 @@ def _with_replay(train: list[Example], since: datetime | None, share: float) -> 
     earlier = sorted((e for e in train if e.feedback_at <= since), key=lambda e: e.key)
     replay = earlier[: min(len(earlier), math.ceil(share * len(new)))] if new else []
     return new + replay, len(replay)
+
+
+# --- RAFT-style variants ------------------------------------------------------------------------------
+_SOURCE_LINE = re.compile(r"^\[\d{1,2}\] (.*)$")
+
+
+def _sources_of(prompt: list[Message]) -> tuple[str, list[str], str] | None:
+    """(head, source lines without their numbers, tail) of the engine's user message, or None."""
+    user = prompt[-1]["content"] if prompt and prompt[-1]["role"] == "user" else ""
+    head, sep, rest = user.partition("Sources:\n")
+    body, qsep, question = rest.partition("\n\nQuestion:")
+    if not sep or not qsep:
+        return None
+    lines = [m.group(1) for line in body.splitlines() if (m := _SOURCE_LINE.match(line))]
+    return (head + sep, lines, qsep + question) if lines else None
+
+
+def with_distractors(examples: list[Example], copies: int = 1) -> list[Example]:
+    """Variants of each example with its sources shuffled and one source of another question added as
+    a distractor (RAFT): the answer stays the same, so the model learns to find it among sources in
+    any order instead of echoing source [1] or whatever sounds related. Deterministic."""
+    parsed = {e.key: _sources_of(e.prompt) for e in examples}
+    pool = sorted({(e.answer_id, line) for e in examples if parsed[e.key] for line in parsed[e.key][1]})
+    out: list[Example] = []
+    for e in examples:
+        if parsed[e.key] is None:
+            continue
+        head, lines, tail = parsed[e.key]
+        others = [line for answer_id, line in pool if answer_id != e.answer_id and line not in lines]
+        for copy in range(copies):
+            rng = random.Random(f"{e.key}:{copy}")
+            mixed = lines + ([rng.choice(others)] if others else [])
+            rng.shuffle(mixed)
+            user = head + "\n".join(f"[{i}] {line}" for i, line in enumerate(mixed, 1)) + tail
+            prompt = [*e.prompt[:-1], {"role": "user", "content": user}]
+            out.append(replace(e, prompt=prompt, origin=f"{e.origin}+distractor"))
+    return out
 
 
 # --- corrections into the knowledge base ---------------------------------------------------------------

@@ -432,7 +432,8 @@ def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _describe(counts: dict[str, Any]) -> str:
     return (
-        f"{counts['sft_train']} SFT examples ({counts['replayed']} replayed), {counts['sft_validation']} held out, "
+        f"{counts['sft_train']} SFT examples ({counts['replayed']} replayed), "
+        f"{counts['sft_validation']} held out, "
         f"{counts['kto_desirable']}+{counts['kto_undesirable']} KTO, {counts['dpo_pairs']} DPO pairs"
     )
 

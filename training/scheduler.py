@@ -169,9 +169,7 @@ class TrainingScheduler:
     def start(self) -> bool:
         """Start polling in a daemon thread; False (and nothing started) when the loop is off."""
         if not self.enabled:
-            log.info(
-                "learning loop: off (set KBOT_TRAIN_AFTER_FEEDBACK or KBOT_TRAIN_SCHEDULE to train while serving)"
-            )
+            log.info("learning loop: off (set KBOT_TRAIN_AFTER_FEEDBACK or KBOT_TRAIN_SCHEDULE)")
             return False
         self._thread = threading.Thread(target=self._run, name="kbot-train-scheduler", daemon=True)
         self._thread.start()
