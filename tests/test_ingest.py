@@ -137,3 +137,27 @@ def test_scope_filter_runs_in_both_searches(rt, corpus):
         assert all(c.scope == "default" for c in search(question, ["default"], 10))
         assert any(c.scope == "leadership" for c in search(question, ["default", "leadership"], 10))
     assert "Nightjar" not in texts(rt, question)
+
+
+def test_keyword_index_follows_adds_updates_and_deletes(rt, corpus):
+    def in_sync() -> bool:
+        rt.index._sync_keywords()
+        return set(rt.index.keywords.ids) == set(rt.index.collection.get(include=[])["ids"])
+
+    rt.ingestor.ingest_paths([corpus])
+    assert in_sync()
+    vpn = corpus / "vpn.md"
+    vpn.write_text(vpn.read_text().replace("vpn.acme.example", "zebragate.acme.example"))
+    rt.ingestor.ingest_paths([corpus])
+    assert in_sync()
+    assert any("zebragate" in c.text for c in rt.index.keyword_search("zebragate", ["default"], 3))
+    rt.ingestor.forget(str(vpn.resolve()))
+    assert in_sync()
+    assert rt.index.keyword_search("zebragate", ["default"], 3) == []
+
+
+def test_keyword_only_and_short_queries_work(rt, corpus):
+    rt.ingestor.ingest_paths([corpus])
+    for query in ("VPN", "wifi", "payroll"):
+        hits = rt.index.retrieve(query, ["default"], 3)
+        assert hits and (query.lower() in hits[0].source.lower() or query.lower() in hits[0].text.lower())
