@@ -35,7 +35,7 @@ def build(index, n: int, rng: random.Random, vocab: list[str]) -> None:
                   "position": (start + i) % 20, "source": f"/synthetic/doc{(start + i) // 20}.md",
                   "title": f"doc {(start + i) // 20}"} for i in range(size)]
         index.collection.add(ids=ids, embeddings=vectors.tolist(), documents=docs, metadatas=metas)
-    index._bump()
+    index.bump()
 
 
 def main() -> None:

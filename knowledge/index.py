@@ -135,22 +135,24 @@ class KnowledgeIndex:
         self._lock = threading.Lock()
 
     # --- writes --------------------------------------------------------------------------------
-    def replace(self, doc_id: str, nodes: list[BaseNode]) -> None:
+    def replace(self, doc_id: str, nodes: list[BaseNode], *, bump: bool = True) -> None:
         """Swap a document's chunks for `nodes` (already embedded). Old chunks go only after the new
-        ones are in, so a question asked meanwhile still finds one version."""
+        ones are in, so a question asked meanwhile still finds one version. A batch of documents
+        passes bump=False and calls `bump()` once at the end."""
         old = set(self.chunk_ids(doc_id))
         if nodes:
             self.store.add(nodes)
         stale = list(old - {n.node_id for n in nodes})
         if stale:
             self.collection.delete(ids=stale)
-        self._bump()
+        if bump:
+            self.bump()
 
     def delete(self, doc_id: str) -> int:
         ids = self.chunk_ids(doc_id)
         if ids:
             self.collection.delete(ids=ids)
-            self._bump()
+            self.bump()
         return len(ids)
 
     def chunk_ids(self, doc_id: str) -> list[str]:
@@ -159,7 +161,7 @@ class KnowledgeIndex:
     def count(self) -> int:
         return self.collection.count()
 
-    def _bump(self) -> None:
+    def bump(self) -> None:
         # A new version id in the collection metadata tells every process to rebuild its BM25 index.
         meta = dict(self.collection.metadata or {})
         meta.pop("hnsw:space", None)
