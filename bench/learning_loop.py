@@ -5,8 +5,8 @@
 3. Measure the held-out half with the base model ("before").
 4. Simulated users ask the training half through the real engine and vote by comparing each answer
    with its reference (token-F1 >= 0.5 or the key fact present: up, else down with the reference
-   as a correction; an answered unanswerable question is corrected to "I don't know."). An admin
-   approves every correction, which also files it into the knowledge base.
+   as a correction; an answered unanswerable question is only voted down). An admin approves every
+   correction, which also files it into the knowledge base.
 5. `run_refresh`: datasets -> LoRA (SFT, then KTO) -> gate on the held-out half, comparing the base
    model and the candidate on the same knowledge base -> promote.
 6. Report before / after: answer token-F1, fact rate, grounded share, abstention, training time.
@@ -57,8 +57,8 @@ def simulate_users(rt, items) -> dict[str, int]:
             counts["failed"] += 1
             continue
         counts["asked"] += 1
-        if not item.answerable:
-            good, fix = not answer.answered, "I don't know."
+        if not item.answerable:  # nothing to correct it with: the documents do not say
+            good, fix = not answer.answered, None
         else:
             good = answer.answered and (
                 token_f1(answer.text, item.answer) >= 0.5 or contains_fact(answer.text, item.key_fact)
@@ -68,7 +68,7 @@ def simulate_users(rt, items) -> dict[str, int]:
         if good:
             rt.store.record_feedback(answer.answer_id, user, vote=1, platform="bench")
             counts["up"] += 1
-        elif answer.answered:  # a declined answer has no model output to correct
+        elif answer.answered and fix:
             row = rt.store.record_feedback(answer.answer_id, user, vote=-1, correction=fix, platform="bench")
             corrections.append(row.id)
             counts["down"] += 1

@@ -33,6 +33,7 @@ from knowledge.rerank import Reranker, collapse_duplicates, make_reranker
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "kbot_version"
+PAGE = 5000
 
 
 def chroma_client(url: str | None, path: Path) -> Any:
@@ -240,10 +241,14 @@ class KnowledgeIndex:
         with self._lock:
             if version == self.keywords.version:
                 return
-            got = self.collection.get(include=["documents", "metadatas"])
-            scopes = [m.get("scope", "default") for m in got["metadatas"]]
-            self.keywords.rebuild(version, list(got["ids"]), list(got["documents"]), scopes)
-            log.info("keyword index rebuilt: %d chunks", len(got["ids"]))
+            ids, texts, scopes = [], [], []
+            for offset in range(0, self.collection.count(), PAGE):  # one get() of 100k ids overflows SQLite
+                got = self.collection.get(include=["documents", "metadatas"], limit=PAGE, offset=offset)
+                ids += got["ids"]
+                texts += got["documents"]
+                scopes += [m.get("scope", "default") for m in got["metadatas"]]
+            self.keywords.rebuild(version, ids, texts, scopes)
+            log.info("keyword index rebuilt: %d chunks", len(ids))
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Chunk]], k: int, c: int = 60) -> list[Chunk]:

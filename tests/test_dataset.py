@@ -22,7 +22,9 @@ from training.dataset import (
     correction_scope,
     is_validation,
     reject_correction,
+    with_distractors,
 )
+from training.scrub import ScrubReport, scrub
 
 CHUNKS = [
     Chunk(
@@ -73,10 +75,10 @@ class Users:
             FakeRetriever(CHUNKS), self.gen, store, FakeEmbedder(), EngineConfig(min_score=0.1)
         )
 
-    def ask(self, question: str, reply: str, scopes: tuple[str, ...] = ("default",)) -> str:
+    def ask(self, question: str, reply: str, scopes: tuple[str, ...] = ("default",), mode="generated") -> str:
         self.gen.reply = reply
         answer = self.engine.answer(Question(question, user_id="asker", scopes=scopes))
-        assert answer.mode != "declined", question
+        assert answer.mode == mode, (question, reply)  # served as generated: the votes rate the model
         return answer.answer_id
 
     def vote(self, answer_id: str, user: str, vote: int, correction: str | None = None):
@@ -94,8 +96,8 @@ def completions(examples) -> list[str]:
 
 def test_upvoted_answers_need_enough_votes_and_no_downvote(users, store):
     good = users.ask("What is the VPN portal address?", "The VPN portal is vpn.acme.example [1].")
-    mixed = users.ask("Which VPN client version do I need?", "Version 6.2.1 or later [1].")
-    unrated = users.ask("What is the guest Wi-Fi network?", "AcmeGuest [1].")
+    mixed = users.ask("Which VPN client version do I need?", "The client needs version 6.2.1 [1].")
+    unrated = users.ask("What is the guest Wi-Fi network?", "The guest Wi-Fi network is AcmeGuest [1].")
     users.vote(good, "u1", 1)
     users.vote(mixed, "u1", 1)
     users.vote(mixed, "u2", -1)
@@ -135,8 +137,8 @@ def test_only_approved_corrections_train_and_they_win_over_votes(users, store):
 
 
 def test_thumbs_become_unpaired_kto_examples(users, store):
-    up = users.ask("What is the VPN portal address?", "vpn.acme.example [1].")
-    down = users.ask("What is the guest Wi-Fi network?", "AcmeGuest, password is Monday [1].")
+    up = users.ask("What is the VPN portal address?", "The VPN portal address is vpn.acme.example [1].")
+    down = users.ask("What is the guest Wi-Fi network?", "The guest password rotates every Monday [1].")
     users.vote(up, "u1", 1)
     users.vote(down, "u1", -1)
     kto = build_datasets(store, POLICY).kto_train
@@ -201,17 +203,13 @@ def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, t
 
 def test_one_account_cannot_steer_training(users, store):
     policy = DatasetPolicy(max_votes_per_user=2, validation_share=0.0)
-    ids = [
-        users.ask(q, f"Answer {i} about vpn.acme.example [1].")
-        for i, q in enumerate(
-            [
-                "What is the VPN portal address?",
-                "Which VPN client version?",
-                "VPN portal for Linux?",
-                "VPN address?",
-            ]
-        )
-    ]
+    asked = {
+        "What is the VPN portal address?": "The VPN portal address is vpn.acme.example.",
+        "Which VPN client version?": "The VPN client needs version 6.2.1 or later.",
+        "VPN portal for Linux?": "The VPN portal is vpn.acme.example.",
+        "VPN address?": "Enter vpn.acme.example as the VPN portal address.",
+    }
+    ids = [users.ask(q, reply) for q, reply in asked.items()]
     for answer_id in ids:
         users.vote(answer_id, "eager", 1)
     data = build_datasets(store, policy)
@@ -224,9 +222,11 @@ def test_one_account_cannot_steer_training(users, store):
 
 def test_private_scopes_stay_out_of_adapters_served_to_other_scopes(users, store):
     secret = users.ask(
-        "What is the Nightjar acquisition budget?", "42 million euros [1].", scopes=("leadership",)
+        "What is the Nightjar acquisition budget?",
+        "The Nightjar budget is 42 million euros.",
+        scopes=("leadership",),
     )
-    public = users.ask("What is the VPN portal address?", "vpn.acme.example [1].")
+    public = users.ask("What is the VPN portal address?", "The VPN portal address is vpn.acme.example [1].")
     users.vote(secret, "u1", 1)
     users.vote(public, "u1", 1)
     data = build_datasets(store, POLICY)
@@ -240,8 +240,8 @@ def test_private_scopes_stay_out_of_adapters_served_to_other_scopes(users, store
 
 def test_split_follows_the_prompt_hash_and_is_deterministic(users, store):
     questions = [f"What is the VPN portal address for office {i}?" for i in range(40)]
-    for i, q in enumerate(questions):
-        users.vote(users.ask(q, f"vpn.acme.example ({i}) [1]."), "u1", 1)
+    for q in questions:
+        users.vote(users.ask(q, "The VPN portal address is vpn.acme.example."), "u1", 1)
     policy = DatasetPolicy(validation_share=0.25)
     first, second = build_datasets(store, policy), build_datasets(store, policy)
     assert [e.answer_id for e in first.sft_validation] == [e.answer_id for e in second.sft_validation]
@@ -255,11 +255,15 @@ def test_split_follows_the_prompt_hash_and_is_deterministic(users, store):
 def test_replay_mixes_a_share_of_earlier_examples_with_new_ones(users, store):
     for i in range(6):
         users.vote(
-            users.ask(f"What is the VPN portal address, take {i}?", f"vpn.acme.example {i} [1]."), "u1", 1
+            users.ask(f"What is the VPN portal address, take {i}?", "The VPN portal is vpn.acme.example."),
+            "u1",
+            1,
         )
     cutoff = build_datasets(store, POLICY).data_until
     for i in range(2):
-        users.vote(users.ask(f"Which VPN client version, take {i}?", f"6.2.1, take {i} [1]."), "u2", 1)
+        users.vote(
+            users.ask(f"Which VPN client version, take {i}?", "The client needs version 6.2.1."), "u2", 1
+        )
     policy = DatasetPolicy(validation_share=0.0, replay_share=0.5)
     data = build_datasets(store, policy, since=cutoff)
     new = [e for e in data.sft_train if e.feedback_at > cutoff]
@@ -283,8 +287,8 @@ def test_approving_a_correction_ingests_it_into_the_channel_scope(users, store, 
         store=store, settings=make_settings(tmp_path, private_scopes=["leadership"]), ingestor=FakeIngestor()
     )
     a = users.ask(
-        "What is the Nightjar acquisition budget?", "40 million [1].", scopes=("default", "leadership")
-    )
+        "What is the Nightjar acquisition budget?", "40 million [1].", ("default", "leadership"), "extractive"
+    )  # an answer quoted after a failed generation can still be corrected
     fb = users.vote(a, "u1", -1, correction=f"42 million euros; ask {PLANTED['email']}.")
     row, _ = approve_correction(runtime, fb.id)
     assert row.correction_status == "approved" == store.list_feedback()[0].correction_status
@@ -298,3 +302,51 @@ def test_approving_a_correction_ingests_it_into_the_channel_scope(users, store, 
     assert store.list_feedback()[0].correction_status == "rejected"  # the row itself is never lost
     assert correction_scope(["hr", "default"], [], "default") == "hr"
     assert correction_scope([], [], "default") == "default"
+
+
+def test_votes_on_quoted_answers_do_not_train_but_their_corrections_do(users, store):
+    # the generation was unsupported, so the engine served a quote: the vote rates the quote, not the model
+    quoted = users.ask("What is the VPN portal address?", "It is vpn.globex.example.", mode="extractive")
+    users.vote(quoted, "u1", 1)
+    assert build_datasets(store, POLICY).sft_train == []
+    fb = users.vote(quoted, "u2", -1, correction="Enter vpn.acme.example as the portal address.")
+    store.set_correction_status(fb.id, "approved")
+    data = build_datasets(store, POLICY)
+    assert [e.completion for e in data.sft_train] == ["Enter vpn.acme.example as the portal address."]
+    assert data.dpo_train == [] and [e.label for e in data.kto_train] == [
+        True
+    ]  # the quote is not the model's
+
+
+def test_raft_variants_shuffle_sources_and_add_a_distractor(users, store):
+    for q, reply in [
+        ("What is the VPN portal address?", "The VPN portal address is vpn.acme.example."),
+        ("What is the guest Wi-Fi network?", "The guest Wi-Fi network is AcmeGuest."),
+    ]:
+        users.vote(users.ask(q, reply), "u1", 1)
+    examples = build_datasets(store, POLICY).sft_train
+    variants = with_distractors(examples, copies=2)
+    assert len(variants) == 4 and variants == with_distractors(examples, copies=2)  # deterministic
+    for v in variants:
+        original = next(e for e in examples if e.answer_id == v.answer_id)
+        assert v.completion == original.completion and v.origin == "upvoted+distractor"
+        before, after = original.prompt[-1]["content"], v.prompt[-1]["content"]
+        assert after.split("Question:")[1] == before.split("Question:")[1]
+        lines = [line for line in after.splitlines() if line.startswith("[")]
+        assert [line.split("]")[0] for line in lines] == [f"[{i}" for i in range(1, len(lines) + 1)]
+        old_sources = {line.split("] ", 1)[1] for line in before.splitlines() if line.startswith("[")}
+        new_sources = {line.split("] ", 1)[1] for line in lines}
+        assert old_sources < new_sources and len(new_sources - old_sources) == 1  # one distractor added
+
+
+def test_scrubbing_leaves_ordinary_text_alone():
+    text = (
+        "GlobalProtect 6.2.1 since 2025-03-04 on 10.40.0.0/16; the password policy needs 14 characters; "
+        "budget 4,000 EUR; extension 4357; room B2.14."
+    )
+    report = ScrubReport()
+    assert scrub(text, report=report) == text and report.total == 0
+    assert scrub("mail me at a.b@example.org or call 0170 1234567", keep={"0170 1234567"}) == (
+        "mail me at [EMAIL] or call 0170 1234567"
+    )
+    assert scrub("password: hunter2hunter2") == "password: [CREDENTIAL]"

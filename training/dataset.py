@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from knowledge.ingest import IngestReport
 
 log = logging.getLogger(__name__)
-TRAINABLE_MODES = ("generated", "extractive")  # declined / error answers have no model output to rate
+# Votes rate the model only when the model's text was served. An extractive answer is a quote the
+# engine chose after rejecting the generation (which is not logged); a declined one has no text.
+# Corrections train from any answer whose prompt was logged.
+RATED_MODES = ("generated",)
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ def _examples_for(
         key=lambda r: (r.updated_at, r.id),
     )
     when = _newest(rows)
-    generated = answer.mode in TRAINABLE_MODES and bool(answer.answer.strip())
+    generated = answer.mode in RATED_MODES and bool(answer.answer.strip())
     # Citation markers come off: the engine numbers and appends them itself (an uncited answer gets
     # its best source), and a model trained on "... [1]" endings learns to answer "[1]" alone.
     answer_text = strip_citations(scrub(answer.answer, keep, report)) if generated else ""

@@ -1,10 +1,8 @@
-"""Train a LoRA adapter from feedback (TRL + peft), gate it, register it: `kbot train`.
+"""One turn of the learning loop, `kbot train`: feedback -> datasets -> LoRA adapter (training/lora.py)
+-> gate against the active adapter (training/evaluate.py) -> registry -> promotion.
 
-SFT first on approved corrections and well-rated answers, then KTO on thumbs when there are enough
-of both kinds. On CPU: fp32 weights with bf16 autocast where the CPU has native bf16, no gradient
-checkpointing (the model is small; recomputation would only cost time), torch threads capped and
-the process niced, so a bot on the same machine keeps answering. The same code runs on GPUs under
-`accelerate launch -m training.refresh` (see docs/learning-loop.md and deploy/accelerate.yaml).
+The same module runs on GPUs as `accelerate launch -m training.refresh` (docs/learning-loop.md,
+deploy/accelerate.yaml): every rank trains, rank 0 evaluates, registers and promotes.
 
 Everything is written into a staging folder that becomes `<adapters_root>/<version>` only when the
 run finished (training, evaluation and manifest): Ctrl-C or a crash leaves the registry unchanged.
@@ -14,8 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,9 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.metrics import EvalItem, load_eval_file
-from training.dataset import DatasetPolicy, FeedbackDatasets, build_datasets, example_dict
+from training.dataset import DatasetPolicy, build_datasets, example_dict
 from training.evaluate import evaluate_adapter, filter_heldout, gate
+from training.lora import TrainConfig, _is_main_process, limit_resources, train_adapter
 from training.registry import AdapterRegistry
+
+__all__ = ["RefreshReport", "TrainConfig", "run_refresh"]
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -36,238 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_EVAL_FILE = Path(__file__).resolve().parents[1] / "examples" / "questions.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    base_model: str
-    lora_rank: int = 8
-    lora_alpha: int | None = None  # default 2 x rank
-    lora_dropout: float = 0.05
-    epochs: float = 2.0
-    learning_rate: float = 2e-4
-    max_steps: int = -1  # > 0 caps the SFT steps (tests, smoke runs)
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    kto_min_examples: int = 8  # and at least 2 of each label
-    kto_epochs: float = 1.0
-    kto_learning_rate: float = 5e-5
-    kto_beta: float = 0.1
-    kto_max_steps: int = -1
-    threads: int | None = None  # default: all cores but one
-    niceness: int = 10
-    precision: str = "auto"  # auto | bf16 | fp32
-    seed: int = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, base_model: str | Path, **overrides: Any) -> TrainConfig:
-        values: dict[str, Any] = dict(
-            base_model=str(base_model),
-            lora_rank=settings.lora_rank,
-            epochs=settings.train_epochs,
-            learning_rate=settings.learning_rate,
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-@dataclass
-class TrainResult:
-    seconds: float
-    examples_seen: int
-    sft_steps: int
-    sft_loss: float | None
-    kto_steps: int = 0
-    kto_loss: float | None = None
-
-    @property
-    def examples_per_s(self) -> float:
-        return round(self.examples_seen / self.seconds, 3) if self.seconds else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 1), "examples_per_s": self.examples_per_s}
-
-
-# --- resources ---------------------------------------------------------------------------------------
-def limit_resources(config: TrainConfig) -> int:
-    """Nice this process and cap torch's threads; returns the thread count used."""
-    import torch
-
-    try:
-        if config.niceness > 0:
-            os.nice(config.niceness)
-    except OSError:  # not permitted (some containers): carry on at normal priority
-        log.warning("could not lower the process priority")
-    threads = config.threads or max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
-    return threads
-
-
-def _precision(config: TrainConfig) -> dict[str, Any]:
-    import torch
-
-    from knowledge.generator import cpu_has_bf16
-
-    gpu = torch.cuda.is_available()
-    bf16 = config.precision == "bf16" or (
-        config.precision == "auto" and (torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16())
-    )
-    return {"use_cpu": not gpu, "bf16": bf16, "fp16": False}
-
-
-def _progress(stage: str, examples_per_step: int) -> TrainerCallback:
-    from tqdm.auto import tqdm
-    from transformers import TrainerCallback
-
-    class ProgressBar(TrainerCallback):
-        """One bar per stage with examples/s and the latest loss."""
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            self.bar = tqdm(total=state.max_steps, desc=stage, unit="step", dynamic_ncols=True)
-            self.started = time.perf_counter()
-            self.loss: float | None = None
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003
-            if logs and "loss" in logs:
-                self.loss = float(logs["loss"])
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            self.bar.update(1)
-            rate = state.global_step * examples_per_step / max(1e-9, time.perf_counter() - self.started)
-            post = {"ex/s": f"{rate:.2f}"}
-            if self.loss is not None:
-                post["loss"] = f"{self.loss:.3f}"
-            self.bar.set_postfix(post)
-
-        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            self.bar.close()
-
-    return ProgressBar()
-
-
-# --- training ----------------------------------------------------------------------------------------
-def train_adapter(
-    data: FeedbackDatasets,
-    config: TrainConfig,
-    out_dir: Path,
-    *,
-    parent_path: str | None = None,
-    progress: bool = True,
-    callbacks: Sequence[TrainerCallback] = (),
-) -> TrainResult:
-    """SFT (then KTO when there are enough thumbs) into a LoRA adapter saved at `out_dir`.
-    With `parent_path`, training continues the parent adapter instead of starting a new one."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, ProgressCallback
-    from trl import KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
-
-    if not data.sft_train:
-        raise ValueError("no SFT examples to train on")
-    started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model: Any = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
-    peft_config = None
-    if parent_path:
-        model = PeftModel.from_pretrained(model, parent_path, is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha or 2 * config.lora_rank,
-            lora_dropout=config.lora_dropout,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-    common = dict(
-        output_dir=str(out_dir / "_trainer"),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=config.seed,
-        max_length=config.max_length,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
-        **_precision(config),
-    )
-    per_step = config.batch_size * config.grad_accum
-
-    sft_args = SFTConfig(
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.1,
-        **common,
-    )
-    sft = SFTTrainer(
-        model=model,
-        args=sft_args,
-        train_dataset=Dataset.from_list([e.sft_record() for e in data.sft_train]),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks),
-    )
-    _swap_progress(sft, progress, "SFT", per_step, ProgressCallback)
-    sft_out = sft.train()
-    result = TrainResult(0.0, sft.state.global_step * per_step, sft.state.global_step, sft_out.training_loss)
-    model = sft.model
-
-    labels = [e.label for e in data.kto_train]
-    if len(labels) >= config.kto_min_examples and min(labels.count(True), labels.count(False)) >= 2:
-        # TRL's advice: desirable_weight * n_desirable / n_undesirable within [1, 4/3]
-        desirable_weight = min(4.0, max(0.25, 1.15 * labels.count(False) / labels.count(True)))
-        kto_args = KTOConfig(
-            num_train_epochs=config.kto_epochs,
-            learning_rate=config.kto_learning_rate,
-            beta=config.kto_beta,
-            desirable_weight=desirable_weight,
-            max_steps=config.kto_max_steps,
-            **{**common, "per_device_train_batch_size": max(2, config.batch_size)},
-        )
-        kto = KTOTrainer(
-            model=model,
-            args=kto_args,
-            train_dataset=Dataset.from_list([e.kto_record() for e in data.kto_train]),
-            processing_class=tokenizer,
-            callbacks=list(callbacks),
-        )
-        _swap_progress(
-            kto, progress, "KTO", kto_args.per_device_train_batch_size * config.grad_accum, ProgressCallback
-        )
-        kto_out = kto.train()
-        result.kto_steps, result.kto_loss = kto.state.global_step, kto_out.training_loss
-        result.examples_seen += (
-            kto.state.global_step * kto_args.per_device_train_batch_size * config.grad_accum
-        )
-        model = kto.model
-    _save(model, out_dir)
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-def _swap_progress(trainer: Any, progress: bool, stage: str, per_step: int, default: type) -> None:
-    """Our bar (examples/s and loss) instead of the Trainer's; with progress off, no per-step printing."""
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(default)
-    trainer.remove_callback(PrinterCallback)
-    if progress:
-        trainer.add_callback(_progress(stage, per_step))
-
-
-def _save(model: Any, out_dir: Path) -> None:
-    """Save only the trained adapter ("default"; KTO adds a frozen "ref" copy that is not wanted)."""
-    import shutil
-
-    if _is_main_process():
-        model.save_pretrained(str(out_dir), selected_adapters=["default"])
-    shutil.rmtree(out_dir / "_trainer", ignore_errors=True)
 
 
 # --- the loop ----------------------------------------------------------------------------------------
@@ -282,10 +49,6 @@ class RefreshReport:
     candidate: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     reasons: list[str] = field(default_factory=list)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextmanager
