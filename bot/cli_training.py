@@ -173,7 +173,7 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
 
 
 def _decide(rt: Runtime, feedback_id: int, approve: bool) -> bool:
-    from training.dataset import approve_correction, reject_correction
+    from training.corrections import approve_correction, reject_correction
 
     try:
         if approve:
@@ -190,11 +190,14 @@ def _decide(rt: Runtime, feedback_id: int, approve: bool) -> bool:
 
 def _show(rt: Runtime, row: FeedbackRow) -> None:
     answer = rt.store.get_answer(row.answer_id)
-    console.rule(f"#{row.id} by {row.user_id} on {row.platform}, {row.updated_at:%Y-%m-%d %H:%M}")
+    from rich.markup import escape
+
+    # user text is escaped: a "[red]" typed in Slack must not turn into terminal markup
+    console.rule(escape(f"#{row.id} by {row.user_id} on {row.platform}, {row.updated_at:%Y-%m-%d %H:%M}"))
     if answer is not None:
-        console.print(f"[bold]Q:[/bold] {answer.question}", markup=True, highlight=False)
-        console.print(f"[bold]A:[/bold] {answer.answer}", highlight=False)
-    console.print(f"[bold]Correction:[/bold] {row.correction}", highlight=False)
+        console.print(f"[bold]Q:[/bold] {escape(answer.question)}", highlight=False)
+        console.print(f"[bold]A:[/bold] {escape(answer.answer)}", highlight=False)
+    console.print(f"[bold]Correction:[/bold] {escape(row.correction or '')}", highlight=False)
 
 
 def _tail(text: str, n: int) -> str:

@@ -15,15 +15,8 @@ from bot.grounding import strip_citations
 from bot.types import Chunk, Question
 from knowledge.store import Store
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
-from training.dataset import (
-    DatasetPolicy,
-    approve_correction,
-    build_datasets,
-    correction_scope,
-    is_validation,
-    reject_correction,
-    with_distractors,
-)
+from training.corrections import approve_correction, correction_scope, reject_correction
+from training.dataset import DatasetPolicy, build_datasets, is_validation, with_distractors
 from training.scrub import ScrubReport, scrub
 
 CHUNKS = [

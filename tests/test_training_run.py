@@ -43,7 +43,7 @@ FEEDBACK = [  # question, logged reply, vote, approved correction
     ("Which VPN client version is needed?", "The client needs version 6.2.1 [1].", 1, None),
     ("How long are guest vouchers valid?", "Guest vouchers are valid for 24 hours [1].", -1, "24 hours."),
     ("What is the guest Wi-Fi network?", "The guest Wi-Fi network is AcmeGuest [1].", -1, "AcmeGuest."),
-    ("What is the Wi-Fi network for guests?", "The network is AcmeGuest [1].", -1, None),
+    ("What is the Wi-Fi network for guests?", "The guest network is called AcmeGuest [1].", -1, None),
 ]
 
 

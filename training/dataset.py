@@ -31,12 +31,10 @@ from bot.grounding import strip_citations
 from bot.metrics import EvalItem, normalize
 from bot.ports import Message
 from knowledge.store import AnswerRow, FeedbackRow, Store
-from training.scrub import ScrubReport, contact_details, scrub
+from training.scrub import ScrubReport, scrub, source_contacts
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from bot.wiring import Runtime
-    from knowledge.ingest import IngestReport
 
 log = logging.getLogger(__name__)
 # Votes rate the model only when the model's text was served. An extractive answer is a quote the
@@ -308,16 +306,6 @@ def _examples_for(
     return sft, kto, pairs
 
 
-def source_contacts(prompt_json: str) -> set[str]:
-    """Contact details in the documents an answer was grounded on: the prompt minus the question."""
-    try:
-        messages = json.loads(prompt_json) if prompt_json else []
-    except json.JSONDecodeError:
-        return set()
-    text = "\n".join(m.get("content", "") for m in messages if m.get("role") != "assistant")
-    return contact_details(text.rsplit("\n\nQuestion:", 1)[0])
-
-
 def _newest(rows: Iterable[FeedbackRow]) -> datetime:
     return max(r.updated_at for r in rows)
 
@@ -396,56 +384,6 @@ def with_distractors(examples: list[Example], copies: int = 1) -> list[Example]:
             prompt = [*e.prompt[:-1], {"role": "user", "content": user}]
             out.append(replace(e, prompt=prompt, origin=f"{e.origin}+distractor"))
     return out
-
-
-# --- corrections into the knowledge base ---------------------------------------------------------------
-def correction_scope(scopes: Collection[str], private_scopes: Collection[str], default: str) -> str:
-    """Where a correction is filed: a private scope it was made in, else the channel's first scope."""
-    private = [s for s in scopes if s in set(private_scopes)]
-    if private:
-        return private[0]
-    return next(iter(scopes), default) or default
-
-
-def ingest_correction(runtime: Runtime, feedback_row: FeedbackRow) -> IngestReport:
-    """Write an approved correction as a small Markdown document and ingest it, so the fact is
-    retrievable at once (source `correction:<feedback id>`, in the scope of the channel it came from)."""
-    answer = runtime.store.get_answer(feedback_row.answer_id)
-    if answer is None or not feedback_row.correction:
-        raise ValueError(f"feedback {feedback_row.id} has no correction on a known answer")
-    s = runtime.settings
-    keep = source_contacts(answer.prompt)
-    question = scrub(answer.standalone_query or answer.question, keep).strip()
-    body = scrub(feedback_row.correction, keep).strip()
-    folder = s.data_dir / "corrections"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"correction-{feedback_row.id}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(f"# {question}\n\n{body}\n", encoding="utf-8")
-    tmp.replace(path)
-    scope = correction_scope(answer.scopes or [], s.private_scopes, s.default_scope)
-    title = f"Correction: {question[:80]}"
-    return runtime.ingestor.ingest_file(path, scope, source=correction_source(feedback_row.id), title=title)
-
-
-def correction_source(feedback_id: int) -> str:
-    return f"correction:{feedback_id}"
-
-
-def approve_correction(runtime: Runtime, feedback_id: int) -> tuple[FeedbackRow, IngestReport]:
-    """Approve a pending correction (the row is saved first) and ingest it into the knowledge base."""
-    row = runtime.store.set_correction_status(feedback_id, "approved")
-    return row, ingest_correction(runtime, row)
-
-
-def reject_correction(runtime: Runtime, feedback_id: int) -> FeedbackRow:
-    """Reject a correction; one approved earlier is taken back out of the knowledge base."""
-    row = runtime.store.set_correction_status(feedback_id, "rejected")
-    path = runtime.settings.data_dir / "corrections" / f"correction-{feedback_id}.md"
-    if path.exists():
-        runtime.ingestor.forget(correction_source(feedback_id))
-        path.unlink()
-    return row
 
 
 def example_dict(example: Example) -> dict[str, Any]:

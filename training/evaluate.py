@@ -180,7 +180,9 @@ def _using(generator: Any, version: str | None) -> Iterator[None]:
 
 def gate(candidate: dict[str, Any], active: dict[str, Any], tolerance: float) -> tuple[bool, list[str]]:
     """Promote only if the candidate is better on the main metric and not worse beyond `tolerance` on
-    the others (absolute for rates, relative for the loss). Returns (passed, reasons)."""
+    the others (absolute for rates, relative for the loss). A rate may also drop by one question's
+    worth: on 40 questions one answer is 0.025, and a gate that flips on one answer measures noise.
+    Returns (passed, reasons)."""
     reasons: list[str] = []
     ok = True
     c, a = candidate.get(MAIN_METRIC), active.get(MAIN_METRIC)
@@ -196,13 +198,18 @@ def gate(candidate: dict[str, Any], active: dict[str, Any], tolerance: float) ->
         if c is None or a is None:
             reasons.append(f"{name}: not measured")
             continue
-        allowed = tolerance * abs(a) if name == "heldout_loss" else tolerance
+        allowed = tolerance * abs(a) if name == "heldout_loss" else max(tolerance, _one_item(name, candidate))
         worse = (a - c) if direction > 0 else (c - a)
         verdict = "worse beyond tolerance" if worse > allowed + 1e-12 else "within tolerance"
         if worse > allowed + 1e-12:
             ok = False
         reasons.append(f"{name} {a:.3f} -> {c:.3f} ({c - a:+.3f}): {verdict}")
     return ok, reasons
+
+
+def _one_item(metric: str, metrics: dict[str, Any]) -> float:
+    n = metrics.get("unanswerable" if metric == "abstention" else "answerable") or 0
+    return 1.0 / n if n else 0.0
 
 
 def filter_heldout(items: Sequence[EvalItem], trained_questions: set[str]) -> list[EvalItem]:

@@ -10,6 +10,7 @@ do not contain.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -110,3 +111,13 @@ def scrub(text: str, keep: Iterable[str] = (), report: ScrubReport | None = None
 
     text = EMAIL.sub(email, text)
     return PHONE.sub(phone, text)
+
+
+def source_contacts(prompt_json: str) -> set[str]:
+    """Contact details in the documents an answer was grounded on: the prompt minus the question."""
+    try:
+        messages = json.loads(prompt_json) if prompt_json else []
+    except json.JSONDecodeError:
+        return set()
+    text = "\n".join(m.get("content", "") for m in messages if m.get("role") != "assistant")
+    return contact_details(text.rsplit("\n\nQuestion:", 1)[0])
