@@ -114,3 +114,10 @@ class FakeIngestor:
     def forget(self, source: str) -> int:
         self.forgotten.append(source)
         return 1
+
+
+# Chunks shared by the learning-loop tests.
+VPN_CHUNK = Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default", score=0.9,
+                  text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.")
+GUEST_WIFI_CHUNK = Chunk(id="wifi", source="/docs/wifi.md", title="Wi-Fi", scope="default", score=0.9,
+                         text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.")

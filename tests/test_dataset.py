@@ -14,20 +14,13 @@ from bot.engine import ConversationEngine, EngineConfig
 from bot.grounding import strip_citations
 from bot.types import Chunk, Question
 from knowledge.store import Store
-from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
+from tests.fakes import VPN_CHUNK, FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
 from training.corrections import approve_correction, correction_scope, reject_correction
 from training.dataset import DatasetPolicy, build_datasets, is_validation, with_distractors
 from training.scrub import ScrubReport, scrub
 
 CHUNKS = [
-    Chunk(
-        id="vpn",
-        source="/docs/vpn.md",
-        title="VPN",
-        scope="default",
-        score=0.9,
-        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
-    ),
+    VPN_CHUNK,
     Chunk(
         id="help",
         source="/docs/helpdesk.md",

@@ -9,19 +9,12 @@ from pathlib import Path
 import pytest
 
 from bot.engine import ConversationEngine, EngineConfig
-from bot.types import Chunk, Question
+from bot.types import Question
 from knowledge.store import Store
-from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
+from tests.fakes import VPN_CHUNK, FakeEmbedder, FakeGenerator, FakeRetriever
 from training.registry import AdapterRegistry, AdapterWatcher, RegistryError
 
-VPN = Chunk(
-    id="vpn",
-    source="/docs/vpn.md",
-    title="VPN",
-    scope="default",
-    score=0.9,
-    text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
-)
+VPN = VPN_CHUNK
 
 
 def staged_adapter(registry: AdapterRegistry, version: str | None = None, **manifest) -> str:

@@ -9,20 +9,13 @@ from typer.testing import CliRunner
 
 from bot.cli_training import register
 from bot.engine import ConversationEngine, EngineConfig
-from bot.types import Chunk, Question
+from bot.types import Question
 from bot.wiring import Runtime
 from tests.conftest import make_settings
-from tests.fakes import FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
+from tests.fakes import VPN_CHUNK, FakeEmbedder, FakeGenerator, FakeIngestor, FakeRetriever
 from training.registry import AdapterRegistry
 
-VPN = Chunk(
-    id="vpn",
-    source="/docs/vpn.md",
-    title="VPN",
-    scope="default",
-    score=0.9,
-    text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
-)
+VPN = VPN_CHUNK
 
 
 @pytest.fixture

@@ -6,29 +6,14 @@ from __future__ import annotations
 import pytest
 
 from bot.metrics import EvalItem, normalize
-from bot.types import Chunk
 from bot.wiring import Runtime
 from tests.conftest import make_settings
-from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
+from tests.fakes import GUEST_WIFI_CHUNK, VPN_CHUNK, FakeEmbedder, FakeGenerator, FakeRetriever
 from training.evaluate import evaluate_adapter, filter_heldout, gate
 
 CHUNKS = [
-    Chunk(
-        id="vpn",
-        source="/docs/vpn.md",
-        title="VPN",
-        scope="default",
-        score=0.9,
-        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
-    ),
-    Chunk(
-        id="wifi",
-        source="/docs/wifi.md",
-        title="Wi-Fi",
-        scope="default",
-        score=0.9,
-        text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.",
-    ),
+    VPN_CHUNK,
+    GUEST_WIFI_CHUNK,
 ]
 ITEMS = [
     EvalItem("What is the VPN portal address?", "vpn.acme.example", fact="vpn.acme.example"),

@@ -11,32 +11,18 @@ import pytest
 
 from bot.engine import ConversationEngine, EngineConfig
 from bot.metrics import EvalItem
-from bot.types import Chunk, Question
+from bot.types import Question
 from bot.wiring import Runtime
 from tests.conftest import make_settings
-from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
+from tests.fakes import GUEST_WIFI_CHUNK, VPN_CHUNK, FakeEmbedder, FakeGenerator, FakeRetriever
 from training.refresh import TrainConfig, run_refresh
 from training.registry import AdapterRegistry, AdapterWatcher
 
 pytestmark = pytest.mark.slow
 
 CHUNKS = [
-    Chunk(
-        id="vpn",
-        source="/docs/vpn.md",
-        title="VPN",
-        scope="default",
-        score=0.9,
-        text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.",
-    ),
-    Chunk(
-        id="wifi",
-        source="/docs/wifi.md",
-        title="Wi-Fi",
-        scope="default",
-        score=0.9,
-        text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.",
-    ),
+    VPN_CHUNK,
+    GUEST_WIFI_CHUNK,
 ]
 FEEDBACK = [  # question, logged reply, vote, approved correction
     ("What is the VPN portal address?", "The VPN portal address is vpn.acme.example [1].", 1, None),
