@@ -35,8 +35,10 @@ class TrainConfig:
     epochs: float = 2.0
     learning_rate: float = 2e-4
     max_steps: int = -1  # > 0 caps the SFT steps (tests, smoke runs)
-    batch_size: int = 4
-    grad_accum: int = 1
+    # One sequence per forward pass, four per optimizer step: on CPU, padding a batch of RAG prompts of
+    # mixed length cost twice the time (0.27 against 0.51 examples/s measured on 2 cores).
+    batch_size: int = 1
+    grad_accum: int = 4
     max_length: int = 1024
     kto_min_examples: int = 8  # and at least 2 of each label
     kto_epochs: float = 1.0
