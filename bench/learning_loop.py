@@ -40,7 +40,7 @@ def simulate_users(rt, items) -> dict[str, int]:
     from bot.engine import AnswerFailed
     from bot.metrics import token_f1
     from bot.types import Question, Turn
-    from training.dataset import approve_correction
+    from training.corrections import approve_correction
 
     counts = {"asked": 0, "up": 0, "down": 0, "corrections": 0, "failed": 0}
     corrections = []
