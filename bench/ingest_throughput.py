@@ -48,7 +48,7 @@ def main() -> None:
     chunks = report.chunks_embedded
 
     # The exact strings the pipeline embedded: chunk text plus the title/heading metadata.
-    got = rt.index.collection.get(include=["documents", "metadatas"])
+    got = rt.index.collections.get_all(["documents", "metadatas"])
     texts = [TextNode(text=d, metadata={"title": m.get("title", ""), "heading": m.get("heading", "")})
              .get_content(metadata_mode=MetadataMode.EMBED) for d, m in zip(got["documents"], got["metadatas"],
                                                                           strict=True)]

@@ -29,12 +29,17 @@ def build(index, n: int, rng: random.Random, vocab: list[str]) -> None:
         size = min(batch, n - start)
         vectors = np.random.default_rng(start).standard_normal((size, 384)).astype("float32")
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        ids = [f"doc{(start + i) // 20}-{start + i:07d}" for i in range(size)]
-        docs = [" ".join(rng.choices(vocab, k=120)) for _ in range(size)]
-        metas = [{"scope": "default" if (start + i) % 10 else "restricted", "doc_id": f"doc{(start + i) // 20}",
-                  "position": (start + i) % 20, "source": f"/synthetic/doc{(start + i) // 20}.md",
-                  "title": f"doc {(start + i) // 20}"} for i in range(size)]
-        index.collection.add(ids=ids, embeddings=vectors.tolist(), documents=docs, metadatas=metas)
+        rows: dict[str, list[int]] = {}
+        for i in range(size):  # one chunk in ten is restricted
+            rows.setdefault("default" if (start + i) % 10 else "restricted", []).append(i)
+        for scope, picked in rows.items():
+            ids = [f"doc{(start + i) // 20}-{start + i:07d}" for i in picked]
+            metas = [{"scope": scope, "doc_id": f"doc{(start + i) // 20}", "position": (start + i) % 20,
+                      "source": f"/synthetic/doc{(start + i) // 20}.md", "title": f"doc {(start + i) // 20}"}
+                     for i in picked]
+            docs = [" ".join(rng.choices(vocab, k=120)) for _ in picked]
+            index.collections.get(scope, create=True).add(
+                ids=ids, embeddings=vectors[picked].tolist(), documents=docs, metadatas=metas)
     index.bump()
 
 

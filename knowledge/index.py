@@ -1,8 +1,9 @@
 """The knowledge index: Chroma vectors (through LlamaIndex's ChromaVectorStore) plus a BM25 keyword
 index over the same chunks, fused by reciprocal rank. Implements the engine's `Retriever` seam.
 
-The scope filter runs inside both searches: a Chroma `where` clause and a BM25 weight mask, so a
-restricted chunk is never scored for a question that may not see it.
+The scope filter runs inside both searches: a question queries only the Chroma collections of the
+scopes it may see (knowledge/chroma.py says why one collection per scope), and BM25 scores only
+chunks of those scopes (a weight mask), so a restricted chunk is never scored for it.
 """
 
 from __future__ import annotations
@@ -13,43 +14,22 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from llama_index.core.schema import BaseNode, TextNode
-from llama_index.core.vector_stores.types import (
-    FilterOperator,
-    MetadataFilter,
-    MetadataFilters,
-    VectorStoreQuery,
-)
+from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from bot.settings import Settings
 from bot.types import Chunk
+from knowledge.chroma import ScopedCollections, chroma_client
 from knowledge.embedder import LocalEmbedder
+from knowledge.keywords import KeywordIndex
 from knowledge.rerank import Reranker, collapse_duplicates, make_reranker
 
+__all__ = ["KnowledgeIndex", "chroma_client", "reciprocal_rank_fusion"]
 log = logging.getLogger(__name__)
 VERSION_KEY = "kbot_version"
-PAGE = 5000
-
-
-def chroma_client(url: str | None, path: Path) -> Any:
-    """An embedded PersistentClient by default; an HttpClient when a Chroma server URL is set."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if url:
-        from urllib.parse import urlparse
-
-        parsed = urlparse(url)
-        return chromadb.HttpClient(host=parsed.hostname or "localhost", port=parsed.port or 8000,
-                                   ssl=parsed.scheme == "https", settings=chroma_settings)
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
 
 def node_to_chunk(node: BaseNode, score: float) -> Chunk:
@@ -63,76 +43,18 @@ def node_to_chunk(node: BaseNode, score: float) -> Chunk:
     )
 
 
-# Question words that say how to answer, not what about: their absence from the corpus means nothing.
-QUESTION_WORDS = frozenset("much many soon often fast quickly long think get take need want someone anyone "
-                           "anybody somebody whom whose ok okay".split())
-
-
-class KeywordIndex:
-    """BM25 (bm25s) over every chunk in the collection, rebuilt when the collection's version changes."""
-
-    def __init__(self) -> None:
-        self.version: str | None = None
-        self.ids: list[str] = []
-        self.scopes: np.ndarray = np.array([])
-        self.vocab: frozenset[str] = frozenset()
-        self._bm25: Any = None
-        self._stemmer: Any = None
-
-    def rebuild(self, version: str, ids: list[str], texts: list[str], scopes: list[str]) -> None:
-        import bm25s
-        import Stemmer
-
-        self._stemmer = Stemmer.Stemmer("english")
-        self.ids, self.scopes, self.version = ids, np.array(scopes), version
-        if not ids:
-            self._bm25 = None
-            return
-        bm25 = bm25s.BM25()
-        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False)
-        bm25.index(tokens, show_progress=False)
-        self._bm25 = bm25
-        self.vocab = frozenset(tokens.vocab)
-
-    def unknown_terms(self, query: str) -> list[str]:
-        """Stemmed content terms of `query` that occur nowhere in the knowledge base."""
-        import bm25s
-
-        words = [w for w in query.split() if w.lower().strip("?.,!'\"") not in QUESTION_WORDS]
-        if not words or self._stemmer is None:
-            return []
-        terms = bm25s.tokenize([" ".join(words)], stopwords="en", stemmer=self._stemmer, show_progress=False,
-                               return_ids=False)[0]
-        return [t for t in dict.fromkeys(terms) if t not in self.vocab]
-
-    def search(self, query: str, scopes: Sequence[str], k: int) -> list[tuple[str, float]]:
-        import bm25s
-
-        if self._bm25 is None:
-            return []
-        mask = np.isin(self.scopes, list(scopes)).astype(np.float32)
-        allowed = int(mask.sum())
-        if allowed == 0:
-            return []
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
-        if not tokens.vocab:
-            return []
-        docs, scores = self._bm25.retrieve(tokens, k=min(k, allowed), weight_mask=mask, show_progress=False)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
-
-
 class KnowledgeIndex:
-    """Vector + keyword retrieval over one Chroma collection. Thread-safe."""
+    """Vector + keyword retrieval over one knowledge base (a Chroma collection per scope). Thread-safe."""
 
     def __init__(self, client: Any, collection: str, embedder: LocalEmbedder, settings: Settings,
                  reranker: Reranker | None = None):
         self.client = client
         self.reranker = reranker or make_reranker(settings.reranker)
-        self.collection = client.get_or_create_collection(collection, metadata={"hnsw:space": "cosine"})
-        self.store = ChromaVectorStore(chroma_collection=self.collection)
+        self.collections = ScopedCollections(client, collection)
         self.embedder = embedder
         self.settings = settings
         self.keywords = KeywordIndex()
+        self._stores: dict[str, ChromaVectorStore] = {}
         self._lock = threading.Lock()
 
     # --- writes --------------------------------------------------------------------------------
@@ -140,34 +62,40 @@ class KnowledgeIndex:
         """Swap a document's chunks for `nodes` (already embedded). Old chunks go only after the new
         ones are in, so a question asked meanwhile still finds one version. A batch of documents
         passes bump=False and calls `bump()` once at the end."""
-        old = set(self.chunk_ids(doc_id))
-        if nodes:
-            self.store.add(nodes)
-        stale = list(old - {n.node_id for n in nodes})
-        if stale:
-            self.collection.delete(ids=stale)
+        old = self._locate(doc_id)
+        by_scope: dict[str, list[BaseNode]] = {}
+        for node in nodes:
+            by_scope.setdefault(str(node.metadata.get("scope", "default")), []).append(node)
+        for scope, group in by_scope.items():
+            self._store(scope).add(group)
+        keep = {n.node_id for n in nodes}
+        for collection, ids in old:
+            stale = [i for i in ids if i not in keep or self.collections.scope_of(collection) not in by_scope]
+            if stale:
+                collection.delete(ids=stale)
         if bump:
             self.bump()
 
     def delete(self, doc_id: str) -> int:
-        ids = self.chunk_ids(doc_id)
-        if ids:
-            self.collection.delete(ids=ids)
+        found = self._locate(doc_id)
+        for collection, ids in found:
+            collection.delete(ids=ids)
+        if found:
             self.bump()
-        return len(ids)
+        return sum(len(ids) for _, ids in found)
 
     def chunk_ids(self, doc_id: str) -> list[str]:
-        return list(self.collection.get(where={"doc_id": doc_id}, include=[])["ids"])
+        return [i for _, ids in self._locate(doc_id) for i in ids]
 
     def count(self) -> int:
-        return self.collection.count()
+        return sum(c.count() for c in self.collections.all())
 
     def bump(self) -> None:
-        # A new version id in the collection metadata tells every process to rebuild its BM25 index.
-        meta = dict(self.collection.metadata or {})
+        # A new version id in the base collection's metadata tells every process to rebuild its BM25.
+        meta = dict(self.collections.meta.metadata or {})
         meta.pop("hnsw:space", None)
         meta[VERSION_KEY] = uuid.uuid4().hex
-        self.collection.modify(metadata=meta)
+        self.collections.meta.modify(metadata=meta)
 
     # --- reads ---------------------------------------------------------------------------------
     def retrieve(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
@@ -190,37 +118,37 @@ class KnowledgeIndex:
         return replace(chunk, text="\n\n".join([*before, chunk.text, *after]))
 
     def vector_search(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
-        filters = MetadataFilters(filters=[MetadataFilter(key="scope", operator=FilterOperator.IN,
-                                                          value=list(scopes))])
-        result = self.store.query(VectorStoreQuery(query_embedding=self.embedder.embed_query(query),
-                                                   similarity_top_k=k, filters=filters))
-        # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
-        return [node_to_chunk(n, 1.0 + math.log(max(s, 1e-9)))
-                for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
+        """The k nearest chunks among the collections of `scopes` (each searched unfiltered)."""
+        embedding = self.embedder.embed_query(query)
+        found: list[Chunk] = []
+        for scope in dict.fromkeys(scopes):
+            if self.collections.get(scope) is None:
+                continue
+            result = self._store(scope).query(VectorStoreQuery(query_embedding=embedding, similarity_top_k=k))
+            # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
+            found += [node_to_chunk(n, 1.0 + math.log(max(s, 1e-9)))
+                      for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
+        return sorted(found, key=lambda c: c.score, reverse=True)[:k]
 
     def keyword_search(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
         self._sync_keywords()
         hits = self.keywords.search(query, scopes, k)
-        if not hits:
-            return []
-        got = self.collection.get(ids=[i for i, _ in hits], include=["documents", "metadatas"])
-        by_id = {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
-        out = []
-        for chunk_id, score in hits:
-            if chunk_id in by_id:
-                text, meta = by_id[chunk_id]
-                out.append(node_to_chunk(TextNode(id_=chunk_id, text=text, metadata=_public(meta)), score))
-        return out
+        by_id: dict[str, Chunk] = {}
+        for scope in dict.fromkeys(s for _, s, _ in hits):
+            collection = self.collections.get(scope)
+            if collection is not None:
+                ids = [i for i, s, _ in hits if s == scope]
+                by_id.update((c.id, c) for c in _chunks(collection.get(ids=ids, include=["documents", "metadatas"])))
+        return [replace(by_id[i], score=score) for i, _, score in hits if i in by_id]
 
     def neighbors(self, chunk: Chunk, n: int) -> list[Chunk]:
         """The chunks up to `n` positions before and after `chunk` in its document, in order."""
-        if n <= 0 or not chunk.doc_id:
+        collection = self.collections.get(chunk.scope)
+        if n <= 0 or not chunk.doc_id or collection is None:
             return []
         where = {"$and": [{"doc_id": chunk.doc_id}, {"position": {"$gte": chunk.position - n}},
                           {"position": {"$lte": chunk.position + n}}]}
-        got = self.collection.get(where=where, include=["documents", "metadatas"])
-        found = [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)
-                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+        found = _chunks(collection.get(where=where, include=["documents", "metadatas"]))
         return sorted((c for c in found if c.id != chunk.id), key=lambda c: c.position)
 
     def unknown_terms(self, query: str) -> list[str]:
@@ -228,27 +156,48 @@ class KnowledgeIndex:
         self._sync_keywords()
         return self.keywords.unknown_terms(query)
 
-    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
-        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
-        return [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)
-                for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+    def all_chunks(self) -> list[Chunk]:
+        """Every chunk of every scope (for tests, benchmarks and maintenance; pages through Chroma)."""
+        return _chunks(self.collections.get_all(["documents", "metadatas"]))
+
+    # --- internals -----------------------------------------------------------------------------
+    def _store(self, scope: str) -> ChromaVectorStore:
+        if scope not in self._stores:
+            self._stores[scope] = ChromaVectorStore(chroma_collection=self.collections.get(scope, create=True))
+        return self._stores[scope]
+
+    def _locate(self, doc_id: str) -> list[tuple[Any, list[str]]]:
+        """(collection, chunk ids) for each collection holding chunks of the document."""
+        found = []
+        for collection in self.collections.all():
+            ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
+            if ids:
+                found.append((collection, list(ids)))
+        return found
 
     def _sync_keywords(self) -> None:
         # Re-read the metadata: another process (kbot ingest, a second worker) may have written.
-        version = (self.client.get_collection(self.collection.name).metadata or {}).get(VERSION_KEY, "0")
+        meta = self.client.get_collection(self.collections.base).metadata or {}
+        version = meta.get(VERSION_KEY, "0")
         if version == self.keywords.version:
             return
         with self._lock:
             if version == self.keywords.version:
                 return
             ids, texts, scopes = [], [], []
-            for offset in range(0, self.collection.count(), PAGE):  # one get() of 100k ids overflows SQLite
-                got = self.collection.get(include=["documents", "metadatas"], limit=PAGE, offset=offset)
-                ids += got["ids"]
-                texts += got["documents"]
-                scopes += [m.get("scope", "default") for m in got["metadatas"]]
+            for collection in self.collections.all():
+                scope = self.collections.scope_of(collection)
+                for got in self.collections.page(collection, ["documents"]):
+                    ids += got["ids"]
+                    texts += got["documents"]
+                    scopes += [scope] * len(got["ids"])
             self.keywords.rebuild(version, ids, texts, scopes)
             log.info("keyword index rebuilt: %d chunks", len(ids))
+
+
+def _chunks(got: dict) -> list[Chunk]:
+    return [node_to_chunk(TextNode(id_=i, text=d, metadata=_public(m)), 0.0)
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Chunk]], k: int, c: int = 60) -> list[Chunk]:

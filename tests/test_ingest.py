@@ -44,7 +44,7 @@ def test_second_ingest_embeds_nothing(rt, corpus):
 
 def test_chunks_carry_metadata_and_fit_the_embedder(rt, corpus):
     rt.ingestor.ingest_paths([corpus], scope="default")
-    got = rt.index.collection.get(include=["documents", "metadatas"])
+    got = rt.index.collections.get_all(["documents", "metadatas"])
     metas = got["metadatas"]
     for key in ("source", "title", "heading", "page", "scope", "content_hash", "ingested_at", "position"):
         assert all(key in m for m in metas), key
@@ -142,7 +142,7 @@ def test_scope_filter_runs_in_both_searches(rt, corpus):
 def test_keyword_index_follows_adds_updates_and_deletes(rt, corpus):
     def in_sync() -> bool:
         rt.index._sync_keywords()
-        return set(rt.index.keywords.ids) == set(rt.index.collection.get(include=[])["ids"])
+        return set(rt.index.keywords.ids) == set(rt.index.collections.get_all([])["ids"])
 
     rt.ingestor.ingest_paths([corpus])
     assert in_sync()
@@ -161,3 +161,33 @@ def test_keyword_only_and_short_queries_work(rt, corpus):
     for query in ("VPN", "wifi", "payroll"):
         hits = rt.index.retrieve(query, ["default"], 3)
         assert hits and (query.lower() in hits[0].source.lower() or query.lower() in hits[0].text.lower())
+
+
+def test_rescoping_a_document_moves_its_chunks_between_scope_collections(rt, corpus):
+    rt.ingestor.ingest_paths([corpus])
+    vpn = rt.store.find_document(str((corpus / "vpn.md").resolve()))
+    assert rt.index.chunk_ids(vpn.id)
+    rt.ingestor.ingest_paths([corpus / "vpn.md"], scope="leadership")
+    default, leadership = rt.index.collections.get("default"), rt.index.collections.get("leadership")
+    assert default.get(where={"doc_id": vpn.id}, include=[])["ids"] == []
+    moved = leadership.get(where={"doc_id": vpn.id}, include=[])["ids"]
+    assert moved and sorted(moved) == sorted(rt.index.chunk_ids(vpn.id))
+    assert rt.store.find_document(vpn.source).chunk_count == len(moved)
+    assert all("vpn.md" not in c.source for c in rt.index.retrieve("VPN client setup", ["default"], 5))
+    assert any("vpn.md" in c.source for c in rt.index.retrieve("VPN client setup", ["leadership"], 5))
+
+
+def test_chunks_in_the_old_single_collection_layout_are_moved_once(tmp_path, embedder):
+    from knowledge.chroma import chroma_client
+    from knowledge.index import KnowledgeIndex
+
+    client = chroma_client(None, tmp_path / "chroma")
+    legacy = client.get_or_create_collection("kbase", metadata={"hnsw:space": "cosine"})
+    texts = ["The VPN gateway is vpn.acme.example.", "The acquisition budget is 40 million."]
+    legacy.add(ids=["a-1", "b-1"], embeddings=embedder.embed(texts), documents=texts,
+               metadatas=[{"scope": "default", "doc_id": "a", "position": 0, "source": "/a.md"},
+                          {"scope": "leadership", "doc_id": "b", "position": 0, "source": "/b.md"}])
+    index = KnowledgeIndex(client, "kbase", embedder, make_settings(tmp_path / "data"))
+    assert index.collections.meta.count() == 0 and index.count() == 2
+    assert [c.id for c in index.vector_search("acquisition budget", ["default"], 5)] == ["a-1"]
+    assert [c.id for c in index.vector_search("acquisition budget", ["leadership"], 5)] == ["b-1"]
