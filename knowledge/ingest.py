@@ -9,10 +9,13 @@ LlamaIndex IngestionPipeline over a batch of files, so the embedder sees full ba
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +34,8 @@ from knowledge.store import Store
 log = logging.getLogger(__name__)
 EMBED_KEYS = ("title", "heading")  # the only metadata the embedder reads along with the text
 BATCH_CHUNKS = 512
+READ_AHEAD = 8  # files parsed ahead of the embedder
+_DONE = object()
 
 
 @dataclass
@@ -88,7 +93,9 @@ class Ingestor:
         self.index = index
         self.store = store
         self.settings = settings
-        tokenizer = index.embedder.tokenizer
+        # A copy: chunking runs on the reader thread while the embedder uses its own tokenizer, and a
+        # Rust tokenizer shared across threads fails with "Already borrowed".
+        tokenizer = copy.deepcopy(index.embedder.tokenizer)
         # disable_cache: the pipeline's cache would keep every chunk in memory and hide re-embeds.
         self.parse = IngestionPipeline(disable_cache=True, transformations=[
             MarkdownNodeParser(),
@@ -116,11 +123,7 @@ class Ingestor:
         with _progress(progress, len(files)) as bar:
             task = bar.add_task("ingesting", total=len(files))
             batch: list[_Prepared] = []
-            for path in files:
-                prepared = self._prepare(path, scope, None, report)
-                if prepared is None:
-                    bar.advance(task)
-                    continue
+            for prepared in self._read_ahead(files, scope, report, lambda: bar.advance(task)):
                 batch.append(prepared)
                 if sum(len(p.nodes) for p in batch) >= BATCH_CHUNKS:
                     self._write(batch, report, bar, task, started)
@@ -157,6 +160,43 @@ class Ingestor:
         return removed
 
     # --- steps ---------------------------------------------------------------------------------
+    def _read_ahead(self, files: list[Path], scope: str, report: IngestReport,
+                    on_skip: Callable[[], None]) -> Iterator[_Prepared]:
+        """The files that need embedding, read and chunked on a worker thread: parsing is Python work
+        that runs in the gaps the embedder (torch, which releases the GIL) leaves on the CPU."""
+        ready: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                for path in files:
+                    if stop.is_set():
+                        return
+                    prepared = self._prepare(path, scope, None, report)
+                    if prepared is None:
+                        on_skip()
+                    else:
+                        ready.put(prepared)
+            except BaseException as exc:  # handed to the caller's thread and raised there
+                ready.put(exc)
+            finally:
+                ready.put(_DONE)
+
+        reader = threading.Thread(target=read, name="kbot-ingest-reader", daemon=True)
+        reader.start()
+        try:
+            while (item := ready.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:  # on an error or an interrupt in the caller: stop the reader, unblock its put()
+            stop.set()
+            while reader.is_alive():
+                try:
+                    ready.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+
     def _prepare(self, path: Path, scope: str, source: str | None, report: IngestReport,
                  title: str | None = None) -> _Prepared | None:
         source = source or str(path.resolve())
@@ -227,8 +267,8 @@ class Ingestor:
         nodes = sorted((n for p in batch for n in p.nodes), key=lambda n: len(n.get_content(MetadataMode.EMBED)))
         embedded = {n.node_id: n for n in self.embed.run(nodes=nodes)}
         report.chunks_embedded += len(nodes)
+        self.index.replace_many({p.doc_id: [embedded[n.node_id] for n in p.nodes] for p in batch}, bump=False)
         for p in batch:
-            self.index.replace(p.doc_id, [embedded[n.node_id] for n in p.nodes], bump=False)
             self.store.upsert_document(
                 id=p.doc_id, source=p.source, title=p.title, scope=p.scope, content_hash=p.content_hash,
                 chunk_count=len(p.nodes), size_bytes=p.size, status="ok", error=None,

@@ -191,3 +191,29 @@ def test_chunks_in_the_old_single_collection_layout_are_moved_once(tmp_path, emb
     assert index.collections.meta.count() == 0 and index.count() == 2
     assert [c.id for c in index.vector_search("acquisition budget", ["default"], 5)] == ["a-1"]
     assert [c.id for c in index.vector_search("acquisition budget", ["leadership"], 5)] == ["b-1"]
+
+
+def test_reader_thread_errors_reach_the_caller_and_an_interrupted_ingest_stops_the_reader(rt, corpus, monkeypatch):
+    import threading
+
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "kbot-ingest-reader"]
+
+    def broken_prepare(*args, **kwargs):
+        raise RuntimeError("disk vanished")
+
+    with monkeypatch.context() as m:
+        m.setattr(rt.ingestor, "_prepare", broken_prepare)
+        with pytest.raises(RuntimeError, match="disk vanished"):
+            rt.ingestor.ingest_paths([corpus])
+    assert not readers()
+
+    def interrupted_write(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("knowledge.ingest.BATCH_CHUNKS", 1)  # write after the first file
+    monkeypatch.setattr("knowledge.ingest.READ_AHEAD", 1)  # the reader would block on a full queue
+    monkeypatch.setattr(rt.ingestor, "_write", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        rt.ingestor.ingest_paths([corpus])
+    assert not readers()
