@@ -241,8 +241,12 @@ class Ingestor:
         for section in result.sections:
             meta = {"source": source, "title": title, "scope": scope, "content_hash": digest,
                     "ingested_at": now, "url": url, "page": section.page if section.page is not None else -1}
-            # Sections need ids of their own (LlamaIndex merges metadata of same-id documents).
-            docs.append(Document(id_=f"{doc_id}:{len(docs)}", text=section.text, metadata=meta))
+            # Sections need ids of their own (LlamaIndex merges metadata of same-id documents). The
+            # splitter reserves room for the metadata the embedder and LM see; excluding the rest
+            # keeps chunk boundaries independent of the file's path, scope and ingest time.
+            docs.append(Document(id_=f"{doc_id}:{len(docs)}", text=section.text, metadata=meta,
+                                 excluded_embed_metadata_keys=[k for k in meta if k not in EMBED_KEYS],
+                                 excluded_llm_metadata_keys=list(meta)))
         nodes = self.parse.run(documents=docs)
         for position, node in enumerate(nodes):
             # ref_doc_id (LlamaIndex's "doc_id" in Chroma metadata) names the file, not the section.

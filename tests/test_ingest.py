@@ -217,3 +217,18 @@ def test_reader_thread_errors_reach_the_caller_and_an_interrupted_ingest_stops_t
     with pytest.raises(KeyboardInterrupt):
         rt.ingestor.ingest_paths([corpus])
     assert not readers()
+
+
+def test_chunk_boundaries_do_not_depend_on_the_files_path_or_scope(rt, tmp_path):
+    short = tmp_path / "a"
+    deep = tmp_path / ("a-much-longer-folder-name-" * 6) / "nested"
+    for folder in (short, deep):
+        folder.mkdir(parents=True)
+        shutil.copy(EXAMPLES / "docs" / "it" / "vpn.md", folder / "vpn.md")
+    rt.ingestor.ingest_paths([short])
+    rt.ingestor.ingest_paths([deep], scope="a-scope-with-a-long-name")
+    by_source: dict[str, list[str]] = {}
+    for chunk in sorted(rt.index.all_chunks(), key=lambda c: c.position):
+        by_source.setdefault(chunk.source, []).append(chunk.text)
+    first, second = by_source.values()
+    assert first == second
