@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="Default: settings.train_epochs.")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="Training threads (default: cores - 1).")
+    parser.add_argument("--distractor-copies", type=int, default=None,
+                        help="RAFT variants per SFT example (default: TrainConfig's).")
     parser.add_argument(
         "--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus."
     )
@@ -141,7 +143,8 @@ def main() -> None:
     print(f"simulated users: {results['users']}")
 
     config = TrainConfig.from_settings(
-        rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads
+        rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads,
+        distractor_copies=args.distractor_copies,
     )
     loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
     results["loop"] = {
