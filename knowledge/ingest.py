@@ -96,6 +96,7 @@ class Ingestor:
         # A copy: chunking runs on the reader thread while the embedder uses its own tokenizer, and a
         # Rust tokenizer shared across threads fails with "Already borrowed".
         tokenizer = copy.deepcopy(index.embedder.tokenizer)
+        tokenizer.model_max_length = 1 << 30  # it only counts tokens here: no "longer than 256" warnings
         # disable_cache: the pipeline's cache would keep every chunk in memory and hide re-embeds.
         self.parse = IngestionPipeline(disable_cache=True, transformations=[
             MarkdownNodeParser(),
