@@ -73,22 +73,20 @@ class KnowledgeIndex:
         for node in (n for nodes in docs.values() for n in nodes):
             by_scope.setdefault(str(node.metadata.get("scope", "default")), []).append(node)
         for scope, group in by_scope.items():
-            for start in range(0, len(group), WRITE_LIMIT):
-                self._store(scope).add(group[start:start + WRITE_LIMIT])
-        kept = {(str(n.metadata.get("scope", "default")), n.node_id) for nodes in docs.values() for n in nodes}
+            for part in _parts(group):
+                self._store(scope).add(part)
         for collection, ids in old:
-            scope = self.collections.scope_of(collection)
-            stale = [i for i in ids if (scope, i) not in kept]
-            for start in range(0, len(stale), WRITE_LIMIT):
-                collection.delete(ids=stale[start:start + WRITE_LIMIT])
+            kept = {n.node_id for n in by_scope.get(self.collections.scope_of(collection), [])}
+            for part in _parts([i for i in ids if i not in kept]):
+                collection.delete(ids=part)
         if bump:
             self.bump()
 
     def delete(self, doc_id: str) -> int:
         found = self._locate([doc_id])
         for collection, ids in found:
-            for start in range(0, len(ids), WRITE_LIMIT):
-                collection.delete(ids=ids[start:start + WRITE_LIMIT])
+            for part in _parts(ids):
+                collection.delete(ids=part)
         if found:
             self.bump()
         return sum(len(ids) for _, ids in found)
@@ -202,6 +200,11 @@ class KnowledgeIndex:
                     scopes += [scope] * len(got["ids"])
             self.keywords.rebuild(version, ids, texts, scopes)
             log.info("keyword index rebuilt: %d chunks", len(ids))
+
+
+def _parts(items: list) -> list[list]:
+    """`items` in slices Chroma accepts in one write."""
+    return [items[start:start + WRITE_LIMIT] for start in range(0, len(items), WRITE_LIMIT)]
 
 
 def _chunks(got: dict) -> list[Chunk]:
