@@ -14,6 +14,7 @@ from bot.grounding import (
     Evidence,
     cited_numbers,
     content_words,
+    misplaced_number,
     select_evidence,
     support,
     tidy,
@@ -165,9 +166,10 @@ class ConversationEngine:
     ) -> Answer:
         evidence_text = [e.sentence for e in evidence]
         supported = (
-            len(content_words(generated)) >= 3  # a bare "2 [1]" reads worse than the quoted sentence
+            len(content_words(generated)) >= 2  # "14 characters" stands; a bare "2 [1]" reads worse than a quote
             and not _DONT_KNOW.search(generated)
             and support(generated, evidence_text) >= self.config.support_threshold
+            and misplaced_number(generated, evidence_text) is None
         )
         if supported:
             numbers = [n for n in cited_numbers(generated) if 1 <= n <= len(sources)]

@@ -180,6 +180,37 @@ def support(answer: str, evidence: Sequence[str]) -> float:
     return len(words & source) / len(words)
 
 
+def _has_digit(word: str) -> bool:
+    return any(ch.isdigit() for ch in word)
+
+
+def misplaced_number(answer: str, evidence: Sequence[str]) -> str | None:
+    """A number the answer took from the wrong sentence, else None.
+
+    `support` checks words against all the evidence at once, so "28 days per week" passes when one
+    source says "2 days per week" and another "28 days of annual leave": every word is there. A small
+    model does this often. The sentence that best matches the answer's other words is the one it is
+    paraphrasing; when that sentence states numbers and the answer's number is not among them (nor in
+    any equally good match), the number came from elsewhere."""
+    words = {_stem(w) for w in content_words(_CITE.sub(" ", answer)) - FRAMING}
+    numbers = {w for w in words if _has_digit(w)}
+    others = words - numbers
+    if not numbers or len(others) < 2:
+        return None
+    sentences = [{_stem(w) for w in content_words(s)} for s in evidence]
+    overlaps = [len(others & s) for s in sentences]
+    best = max(overlaps, default=0)
+    if best < 2:  # nothing paraphrased closely enough to judge
+        return None
+    matches = [s for s, n in zip(sentences, overlaps, strict=True) if n == best]
+    for number in sorted(numbers):
+        if any(number in s for s in matches):
+            continue
+        if all(any(_has_digit(w) for w in s) for s in matches):
+            return number
+    return None
+
+
 def cited_numbers(answer: str) -> list[int]:
     return [int(m) for m in _CITE.findall(answer)]
 

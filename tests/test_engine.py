@@ -113,3 +113,45 @@ def test_stream_yields_tokens_then_the_answer(store):
     items = list(engine.stream(Question("What is the VPN gateway address?")))
     assert isinstance(items[-1], Answer)
     assert "".join(i for i in items[:-1]) == "The VPN gateway is vpn.acme.example [1]."
+
+
+OFFICE = Chunk(id="remote-0", source="/docs/hr/remote.md", title="Remote work", scope="default", score=0.9,
+               text="Staff work from the office 2 days per week. The other days may be remote.")
+LEAVE = Chunk(id="leave-0", source="/docs/hr/leave.md", title="Leave", scope="default", score=0.8,
+              text="Full-time employees receive 28 days of paid annual leave per year.")
+
+
+@pytest.mark.parametrize(
+    ("reply", "mode"),
+    [
+        ("You work from the office 2 days per week [1].", "generated"),
+        # every word is in the sources, but 28 is the leave policy's number, not the office rule's
+        ("You work from the office 28 days per week [1].", "extractive"),
+        ("Employees receive 28 days of annual leave [2].", "generated"),
+    ],
+)
+def test_a_number_taken_from_the_wrong_sentence_is_not_passed_off(store, reply, mode):
+    engine, _ = make(store, reply, retriever=FakeRetriever([OFFICE, LEAVE]))
+    answer = engine.answer(Question("How many days per week do I work from the office?"))
+    assert answer.mode == mode
+    if mode == "extractive":
+        assert "2 days per week" in answer.text and "28" not in answer.text
+
+
+def test_misplaced_number_needs_a_close_paraphrase_to_judge():
+    from bot.grounding import misplaced_number
+
+    evidence = ["Staff work from the office 2 days per week.", "Employees receive 28 days of leave per year."]
+    assert misplaced_number("Office: 28 days per week.", evidence) == "28"
+    assert misplaced_number("It is 2 days per week.", evidence) is None
+    assert misplaced_number("28.", evidence) is None  # no words to locate the sentence by
+    # the best-matching sentence states no number: nothing contradicts the answer's
+    assert misplaced_number("Staff receive 28 days of leave.", ["Staff are welcome.", *evidence]) is None
+
+
+@pytest.mark.parametrize(("reply", "mode"), [("Version 5.2 [1].", "generated"), ("5.2 [1]", "extractive")])
+def test_a_terse_answer_stands_but_a_bare_value_is_quoted_with_its_sentence(store, reply, mode):
+    engine, _ = make(store, reply)
+    answer = engine.answer(Question("Which client version do I need for the VPN?"))
+    assert answer.mode == mode
+    assert "5.2" in answer.text
