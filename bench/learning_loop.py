@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="Training threads (default: cores - 1).")
     parser.add_argument("--distractor-copies", type=int, default=None,
                         help="RAFT variants per SFT example (default: TrainConfig's).")
+    parser.add_argument("--seed", type=int, default=None, help="Training seed (default: TrainConfig's, 0).")
     parser.add_argument(
         "--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus."
     )
@@ -144,7 +145,7 @@ def main() -> None:
 
     config = TrainConfig.from_settings(
         rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads,
-        distractor_copies=args.distractor_copies,
+        distractor_copies=args.distractor_copies, seed=args.seed,
     )
     loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
     results["loop"] = {

@@ -155,3 +155,9 @@ def test_a_terse_answer_stands_but_a_bare_value_is_quoted_with_its_sentence(stor
     answer = engine.answer(Question("Which client version do I need for the VPN?"))
     assert answer.mode == mode
     assert "5.2" in answer.text
+
+
+def test_values_without_words_are_quoted_with_their_sentence(store):
+    engine, _ = make(store, "2 (28) [1]", retriever=FakeRetriever([OFFICE, LEAVE]))
+    answer = engine.answer(Question("How many days per week do I work from the office?"))
+    assert answer.mode == "extractive" and "2 days per week" in answer.text
