@@ -15,6 +15,7 @@ from bot.grounding import (
     cited_numbers,
     content_words,
     misplaced_number,
+    says_something,
     select_evidence,
     support,
     tidy,
@@ -166,7 +167,7 @@ class ConversationEngine:
     ) -> Answer:
         evidence_text = [e.sentence for e in evidence]
         supported = (
-            _says_something(generated)
+            says_something(generated)
             and not _DONT_KNOW.search(generated)
             and support(generated, evidence_text) >= self.config.support_threshold
             and misplaced_number(generated, evidence_text) is None
@@ -200,13 +201,6 @@ class ConversationEngine:
         )
         log.info("answer %s mode=%s latency=%dms", answer.answer_id, answer.mode, answer.latency_ms)
         return answer
-
-
-def _says_something(generated: str) -> bool:
-    """Two content words, one of them not a value: "14 characters" stands, while a bare "2 [1]" or
-    "11:30 14:00" reads worse than the quoted sentence (and cannot be checked against one)."""
-    words = content_words(generated)
-    return len(words) >= 2 and any(not any(ch.isdigit() for ch in w) for w in words)
 
 
 def build_messages(query: str, sources: list[list[Evidence]]) -> list[Message]:

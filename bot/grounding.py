@@ -168,20 +168,27 @@ def select_evidence(
     return scored[:n]
 
 
+def has_digit(word: str) -> bool:
+    return any(ch.isdigit() for ch in word)
+
+
+def says_something(answer: str) -> bool:
+    """Two content words, one of them not a value: "14 characters" stands, while a bare "2 [1]" or
+    "11:30 14:00" reads worse than the quoted sentence (and cannot be checked against one)."""
+    words = content_words(answer)
+    return len(words) >= 2 and not all(has_digit(w) for w in words)
+
+
 def support(answer: str, evidence: Sequence[str]) -> float:
     """Share of the answer's content words found in the evidence (0 when it adds an unseen number)."""
     words = {_stem(w) for w in content_words(answer) - FRAMING}
     if not words:
         return 0.0
     source = {_stem(w) for w in content_words(" ".join(evidence))}
-    numbers = {w for w in words if any(ch.isdigit() for ch in w)}
+    numbers = {w for w in words if has_digit(w)}
     if numbers - source:
         return 0.0
     return len(words & source) / len(words)
-
-
-def _has_digit(word: str) -> bool:
-    return any(ch.isdigit() for ch in word)
 
 
 def misplaced_number(answer: str, evidence: Sequence[str]) -> str | None:
@@ -192,8 +199,8 @@ def misplaced_number(answer: str, evidence: Sequence[str]) -> str | None:
     model does this often. The sentence that best matches the answer's other words is the one it is
     paraphrasing; when that sentence states numbers and the answer's number is not among them (nor in
     any equally good match), the number came from elsewhere."""
-    words = {_stem(w) for w in content_words(_CITE.sub(" ", answer)) - FRAMING}
-    numbers = {w for w in words if _has_digit(w)}
+    words = {_stem(w) for w in content_words(answer) - FRAMING}
+    numbers = {w for w in words if has_digit(w)}
     others = words - numbers
     if not numbers or len(others) < 2:
         return None
@@ -206,7 +213,7 @@ def misplaced_number(answer: str, evidence: Sequence[str]) -> str | None:
     for number in sorted(numbers):
         if any(number in s for s in matches):
             continue
-        if all(any(_has_digit(w) for w in s) for s in matches):
+        if all(any(has_digit(w) for w in s) for s in matches):
             return number
     return None
 
