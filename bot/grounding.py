@@ -39,6 +39,11 @@ def content_words(text: str) -> set[str]:
     return {t for t in tokens(_CITE.sub(" ", text)) if t not in STOPWORDS and (len(t) > 1 or t.isdigit())}
 
 
+def stems(text: str, drop: frozenset[str] = frozenset()) -> set[str]:
+    """Stemmed content words of `text`, without those in `drop`."""
+    return {_stem(w) for w in content_words(text) - drop}
+
+
 def _stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
@@ -134,10 +139,10 @@ class Evidence:
 
 def lexical_overlap(query: str, text: str) -> float:
     """Share of the query's content words (stemmed) that appear in `text`."""
-    q = {_stem(w) for w in content_words(query)}
+    q = stems(query)
     if not q:
         return 0.0
-    t = {_stem(w) for w in content_words(text)}
+    t = stems(text)
     return len(q & t) / len(q)
 
 
@@ -181,10 +186,10 @@ def says_something(answer: str) -> bool:
 
 def support(answer: str, evidence: Sequence[str]) -> float:
     """Share of the answer's content words found in the evidence (0 when it adds an unseen number)."""
-    words = {_stem(w) for w in content_words(answer) - FRAMING}
+    words = stems(answer, FRAMING)
     if not words:
         return 0.0
-    source = {_stem(w) for w in content_words(" ".join(evidence))}
+    source = stems(" ".join(evidence))
     numbers = {w for w in words if has_digit(w)}
     if numbers - source:
         return 0.0
@@ -199,12 +204,12 @@ def misplaced_number(answer: str, evidence: Sequence[str]) -> str | None:
     model does this often. The sentence that best matches the answer's other words is the one it is
     paraphrasing; when that sentence states numbers and the answer's number is not among them (nor in
     any equally good match), the number came from elsewhere."""
-    words = {_stem(w) for w in content_words(answer) - FRAMING}
+    words = stems(answer, FRAMING)
     numbers = {w for w in words if has_digit(w)}
     others = words - numbers
     if not numbers or len(others) < 2:
         return None
-    sentences = [{_stem(w) for w in content_words(s)} for s in evidence]
+    sentences = [stems(s) for s in evidence]
     overlaps = [len(others & s) for s in sentences]
     best = max(overlaps, default=0)
     if best < 2:  # nothing paraphrased closely enough to judge

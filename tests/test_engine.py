@@ -145,8 +145,10 @@ def test_misplaced_number_needs_a_close_paraphrase_to_judge():
     assert misplaced_number("Office: 28 days per week.", evidence) == "28"
     assert misplaced_number("It is 2 days per week.", evidence) is None
     assert misplaced_number("28.", evidence) is None  # no words to locate the sentence by
-    # the best-matching sentence states no number: nothing contradicts the answer's
+    # the number is in the sentence that matches the answer best
     assert misplaced_number("Staff receive 28 days of leave.", ["Staff are welcome.", *evidence]) is None
+    # the best-matching sentence states no number: nothing contradicts the answer's
+    assert misplaced_number("Staff welcome 28 guests.", ["Staff welcome guests at reception.", *evidence]) is None
 
 
 @pytest.mark.parametrize(("reply", "mode"), [("Version 5.2 [1].", "generated"), ("5.2 [1]", "extractive")])
