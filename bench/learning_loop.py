@@ -7,8 +7,8 @@
    with its reference (token-F1 >= 0.5: up; else down, with the reference as a correction; an
    answered unanswerable question is only voted down: there is nothing to correct it with). An admin approves every
    correction, which also files it into the knowledge base.
-5. `run_refresh`: datasets -> LoRA (SFT, then KTO) -> gate on the held-out half, comparing the base
-   model and the candidate on the same knowledge base -> promote.
+5. `run_refresh`: datasets -> LoRA (SFT, then DPO on correction pairs, then KTO) -> gate on the
+   held-out half, comparing the base model and the candidate on the same knowledge base -> promote.
 6. Report before / after: answer token-F1, fact rate, grounded share, abstention, training time.
 
     .venv/bin/python bench/learning_loop.py [--data-dir DIR] [--epochs 3] [--json out.json]
@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--distractor-copies", type=int, default=None,
                         help="RAFT variants per SFT example (default: TrainConfig's).")
     parser.add_argument("--seed", type=int, default=None, help="Training seed (default: TrainConfig's, 0).")
+    parser.add_argument("--soup", type=int, default=None,
+                        help="Adapters trained (seeds seed, seed+1, ...) and averaged (default: settings.train_soup).")
     parser.add_argument(
         "--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus."
     )
@@ -145,7 +147,7 @@ def main() -> None:
 
     config = TrainConfig.from_settings(
         rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads,
-        distractor_copies=args.distractor_copies, seed=args.seed,
+        distractor_copies=args.distractor_copies, seed=args.seed, soup=args.soup,
     )
     loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
     results["loop"] = {
@@ -175,7 +177,8 @@ def main() -> None:
         print(
             f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, "
             f"{tr['examples_per_s']} examples/s, "
-            f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), KTO {tr['kto_steps']} steps"
+            f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), DPO {tr.get('dpo_steps', 0)} steps, "
+            f"KTO {tr['kto_steps']} steps"
         )
     print()
     print(table(columns))

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     lora_rank: int = 8
     train_epochs: float = 2.0
     learning_rate: float = 2e-4
+    train_soup: int = Field(1, description="Adapters trained with different seeds and averaged per run (1 = one).")
     gate_tolerance: float = 0.02
     eval_file: Path | None = Field(None, description="Held-out questions (JSONL) for the adapter gate; "
                                    "default examples/questions.jsonl when present.")

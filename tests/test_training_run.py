@@ -64,6 +64,9 @@ def tiny(lm_dir) -> TrainConfig:
         kto_min_examples=4,
         kto_max_steps=1,
         kto_learning_rate=1e-4,
+        dpo_min_pairs=1,
+        dpo_max_steps=1,
+        dpo_learning_rate=1e-4,
         threads=os.cpu_count(),
         niceness=0,
     )  # never nice the test process: it would stay niced for the whole session
@@ -90,7 +93,8 @@ def test_tiny_run_registers_an_adapter_that_changes_outputs_and_hot_swaps(runtim
     ]
     report = run_refresh(runtime, eval_items=items, config=tiny(lm_dir), progress=False)
     assert report.status in ("promoted", "rejected"), report.message
-    assert report.train["sft_steps"] == 2 and report.train["kto_steps"] >= 1  # SFT, then KTO on the thumbs
+    # SFT, then DPO on the corrections paired with the answers they corrected, then KTO on the thumbs
+    assert report.train["sft_steps"] == 2 and report.train["dpo_steps"] == 1 and report.train["kto_steps"] >= 1
     assert report.candidate["questions"] >= 2 and report.baseline["adapter"] == "base"
     registry = AdapterRegistry(runtime.store, runtime.settings.adapters_root)
     (row,) = registry.list()

@@ -1,4 +1,5 @@
-"""LoRA training with TRL + peft: SFT on good answers, then KTO on thumbs when there are enough.
+"""LoRA training with TRL + peft: SFT on good answers, then DPO on corrections paired with the answers
+they corrected, then KTO on thumbs, each preference stage only when there is enough data for it.
 
 On CPU: fp32 weights with bf16 autocast where the CPU has native bf16, no gradient checkpointing
 (the model is small; recomputation would only cost time), torch threads capped and the process
@@ -12,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +46,17 @@ class TrainConfig:
     kto_learning_rate: float = 5e-5
     kto_beta: float = 0.1
     kto_max_steps: int = -1
+    dpo_min_pairs: int = 4
+    dpo_epochs: float = 1.0
+    dpo_learning_rate: float = 5e-5
+    dpo_beta: float = 0.1
+    dpo_max_steps: int = -1
     distractor_copies: int = 1  # RAFT-style variants per SFT example (shuffled sources + a distractor)
     threads: int | None = None  # default: all cores but one
     niceness: int = 10
     precision: str = "auto"  # auto | bf16 | fp32
     seed: int = 0
+    soup: int = 1  # > 1: train this many adapters (seeds seed, seed+1, ...) and average them (training/soup.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, base_model: str | Path, **overrides: Any) -> TrainConfig:
@@ -58,6 +65,7 @@ class TrainConfig:
             lora_rank=settings.lora_rank,
             epochs=settings.train_epochs,
             learning_rate=settings.learning_rate,
+            soup=settings.train_soup,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -71,6 +79,8 @@ class TrainResult:
     sft_loss: float | None
     kto_steps: int = 0
     kto_loss: float | None = None
+    dpo_steps: int = 0
+    dpo_loss: float | None = None
 
     @property
     def examples_per_s(self) -> float:
@@ -148,13 +158,52 @@ def train_adapter(
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """SFT (then KTO when there are enough thumbs) into a LoRA adapter saved at `out_dir`.
-    With `parent_path`, training continues the parent adapter instead of starting a new one."""
+    """SFT (then DPO and KTO when there is enough preference data) into a LoRA adapter at `out_dir`.
+    With `parent_path`, training continues the parent adapter instead of starting a new one.
+    With `config.soup` > 1, that many adapters are trained with consecutive seeds and averaged."""
+    if config.soup <= 1:
+        return _train_one(data, config, out_dir, parent_path, progress, callbacks)
+    import shutil
+
+    from training.soup import average_adapters
+
+    members, total = [], TrainResult(0.0, 0, 0, None)
+    losses: list[float] = []
+    for i in range(config.soup):
+        member = out_dir / f"_member{i}"
+        log.info("soup: training member %d of %d (seed %d)", i + 1, config.soup, config.seed + i)
+        got = _train_one(data, replace(config, seed=config.seed + i), member, parent_path, progress, callbacks)
+        members.append(member)
+        total.seconds += got.seconds
+        total.examples_seen += got.examples_seen
+        total.sft_steps += got.sft_steps
+        total.dpo_steps += got.dpo_steps
+        total.kto_steps += got.kto_steps
+        losses += [got.sft_loss] if got.sft_loss is not None else []
+    started = time.perf_counter()
+    if _is_main_process():
+        average_adapters(config.base_model, members, out_dir, max_rank=config.lora_rank * config.soup)
+        for member in members:
+            shutil.rmtree(member, ignore_errors=True)
+    total.seconds += time.perf_counter() - started
+    total.sft_loss = sum(losses) / len(losses) if losses else None
+    return total
+
+
+def _train_one(
+    data: FeedbackDatasets,
+    config: TrainConfig,
+    out_dir: Path,
+    parent_path: str | None,
+    progress: bool,
+    callbacks: Sequence[TrainerCallback],
+) -> TrainResult:
+    """One adapter: SFT, then DPO and KTO when there is enough preference data."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, ProgressCallback
-    from trl import KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
     if not data.sft_train:
         raise ValueError("no SFT examples to train on")
@@ -210,6 +259,30 @@ def train_adapter(
     result = TrainResult(0.0, sft.state.global_step * per_step, sft.state.global_step, sft_out.training_loss)
     model = sft.model
 
+    if len(data.dpo_train) >= config.dpo_min_pairs:
+        # The correction against the answer it corrected: SFT taught the right answer, this also pushes
+        # the model away from the wrong one it gave. The reference model is the SFT result (TRL keeps a
+        # frozen copy of the adapter), so DPO sharpens what SFT learned instead of undoing it.
+        dpo_args = DPOConfig(
+            num_train_epochs=config.dpo_epochs,
+            learning_rate=config.dpo_learning_rate,
+            beta=config.dpo_beta,
+            max_steps=config.dpo_max_steps,
+            **common,
+        )
+        dpo = DPOTrainer(
+            model=model,
+            args=dpo_args,
+            train_dataset=Dataset.from_list([p.dpo_record() for p in data.dpo_train]),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+        _swap_progress(dpo, progress, "DPO", per_step, ProgressCallback)
+        dpo_out = dpo.train()
+        result.dpo_steps, result.dpo_loss = dpo.state.global_step, dpo_out.training_loss
+        result.examples_seen += dpo.state.global_step * per_step
+        model = _without_ref(dpo.model)
+
     labels = [e.label for e in data.kto_train]
     if len(labels) >= config.kto_min_examples and min(labels.count(True), labels.count(False)) >= 2:
         # TRL's advice: desirable_weight * n_desirable / n_undesirable within [1, 4/3]
@@ -251,6 +324,14 @@ def _swap_progress(trainer: Any, progress: bool, stage: str, per_step: int, defa
     trainer.remove_callback(PrinterCallback)
     if progress:
         trainer.add_callback(_progress(stage, per_step))
+
+
+def _without_ref(model: Any) -> Any:
+    """Drop the frozen "ref" copy a preference trainer added, so the next stage can add its own."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.set_adapter("default")
+        model.delete_adapter("ref")
+    return model
 
 
 def _save(model: Any, out_dir: Path) -> None:
