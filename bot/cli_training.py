@@ -46,11 +46,6 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
         threads: Annotated[
             int | None, typer.Option(help="Torch threads (default: all cores but one).")
         ] = None,
-        soup: Annotated[
-            int | None,
-            typer.Option(help="Train N adapters with different seeds and average them "
-                              "(N x the training time; default KBOT_TRAIN_SOUP)."),
-        ] = None,
     ) -> None:
         """Build datasets from feedback, train a LoRA adapter, gate it against the active one, promote."""
         from bot.metrics import load_eval_file
@@ -66,13 +61,12 @@ def register(app: typer.Typer, get_runtime: Callable[[], Runtime]) -> None:
                 err.print(f"[red]Cannot read the eval file:[/red] {exc}")
                 raise typer.Exit(2) from None
         config = None
-        if max_steps is not None or threads is not None or soup is not None:
+        if max_steps is not None or threads is not None:
             config = TrainConfig.from_settings(
                 rt.settings,
                 lm_dir(rt.settings.lm_path, rt.settings.data_dir),
                 max_steps=max_steps,
                 threads=threads,
-                soup=soup,
             )
         report = run_refresh(
             rt,

@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     train_after_feedback: int = Field(0, description="kbot serve trains after this many new feedback items (0=off).")
     train_schedule: str | None = Field(None, description="Cron-like 'M H * * *' schedule for kbot serve.")
     lora_rank: int = 8
-    train_epochs: float = 2.0
-    learning_rate: float = 2e-4
-    train_soup: int = Field(1, description="Adapters trained with different seeds and averaged per run (1 = one).")
+    # The recipe bench/learning_loop.py measured (docs/learning-loop.md)
+    train_epochs: float = 3.0
+    learning_rate: float = 5e-4
     gate_tolerance: float = 0.02
     eval_file: Path | None = Field(None, description="Held-out questions (JSONL) for the adapter gate; "
                                    "default examples/questions.jsonl when present.")
