@@ -230,18 +230,11 @@ def train_adapter(
             max_steps=config.dpo_max_steps,
             **common,
         )
-        dpo = DPOTrainer(
-            model=model,
-            args=dpo_args,
-            train_dataset=Dataset.from_list([p.dpo_record() for p in data.dpo_train]),
-            processing_class=tokenizer,
-            callbacks=list(callbacks),
+        model, result.dpo_steps, result.dpo_loss = _preference_stage(
+            DPOTrainer, "DPO", model, dpo_args, [p.dpo_record() for p in data.dpo_train], tokenizer,
+            progress=progress, callbacks=callbacks, per_step=per_step,
         )
-        _swap_progress(dpo, progress, "DPO", per_step, ProgressCallback)
-        dpo_out = dpo.train()
-        result.dpo_steps, result.dpo_loss = dpo.state.global_step, dpo_out.training_loss
-        result.examples_seen += dpo.state.global_step * per_step
-        model = _without_ref(dpo.model)
+        result.examples_seen += result.dpo_steps * per_step
 
     labels = [e.label for e in data.kto_train]
     if len(labels) >= config.kto_min_examples and min(labels.count(True), labels.count(False)) >= 2:
@@ -255,22 +248,12 @@ def train_adapter(
             max_steps=config.kto_max_steps,
             **{**common, "per_device_train_batch_size": max(2, config.batch_size)},
         )
-        kto = KTOTrainer(
-            model=model,
-            args=kto_args,
-            train_dataset=Dataset.from_list([e.kto_record() for e in data.kto_train]),
-            processing_class=tokenizer,
-            callbacks=list(callbacks),
+        kto_per_step = kto_args.per_device_train_batch_size * config.grad_accum
+        model, result.kto_steps, result.kto_loss = _preference_stage(
+            KTOTrainer, "KTO", model, kto_args, [e.kto_record() for e in data.kto_train], tokenizer,
+            progress=progress, callbacks=callbacks, per_step=kto_per_step,
         )
-        _swap_progress(
-            kto, progress, "KTO", kto_args.per_device_train_batch_size * config.grad_accum, ProgressCallback
-        )
-        kto_out = kto.train()
-        result.kto_steps, result.kto_loss = kto.state.global_step, kto_out.training_loss
-        result.examples_seen += (
-            kto.state.global_step * kto_args.per_device_train_batch_size * config.grad_accum
-        )
-        model = kto.model
+        result.examples_seen += result.kto_steps * kto_per_step
     _save(model, out_dir)
     result.seconds = time.perf_counter() - started
     return result
@@ -284,6 +267,34 @@ def _swap_progress(trainer: Any, progress: bool, stage: str, per_step: int, defa
     trainer.remove_callback(PrinterCallback)
     if progress:
         trainer.add_callback(_progress(stage, per_step))
+
+
+def _preference_stage(
+    trainer_class: Any,
+    stage: str,
+    model: Any,
+    args: Any,
+    records: list[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    progress: bool,
+    callbacks: Sequence[TrainerCallback],
+    per_step: int,
+) -> tuple[Any, int, float]:
+    """Run one TRL preference trainer (DPO, KTO) on the adapter; returns (model, steps, loss)."""
+    from datasets import Dataset
+    from transformers import ProgressCallback
+
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    _swap_progress(trainer, progress, stage, per_step, ProgressCallback)
+    out = trainer.train()
+    return _without_ref(trainer.model), trainer.state.global_step, out.training_loss
 
 
 def _without_ref(model: Any) -> Any:
