@@ -175,7 +175,7 @@ def main() -> None:
         print(
             f"training: {tr['seconds']} s, {tr['examples_seen']} examples seen, "
             f"{tr['examples_per_s']} examples/s, "
-            f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), DPO {tr.get('dpo_steps', 0)} steps, "
+            f"SFT {tr['sft_steps']} steps (loss {tr['sft_loss']:.3f}), DPO {tr['dpo_steps']} steps, "
             f"KTO {tr['kto_steps']} steps"
         )
     print()
