@@ -167,7 +167,7 @@ class ConversationEngine:
     ) -> Answer:
         evidence_text = [e.sentence for e in evidence]
         supported = (
-            says_something(generated)
+            says_something(generated, evidence_text[0])
             and not _DONT_KNOW.search(generated)
             and support(generated, evidence_text) >= self.config.support_threshold
             and misplaced_number(generated, evidence_text) is None

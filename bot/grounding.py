@@ -177,10 +177,15 @@ def has_digit(word: str) -> bool:
     return any(ch.isdigit() for ch in word)
 
 
-def says_something(answer: str) -> bool:
+def says_something(answer: str, best_sentence: str = "") -> bool:
     """Two content words, one of them not a value: "14 characters" stands, while a bare "2 [1]" or
-    "11:30 14:00" reads worse than the quoted sentence (and cannot be checked against one)."""
+    "11:30 14:00" reads worse than the quoted sentence (and cannot be checked against one). A single
+    word ("Red.") stands when `best_sentence`, the evidence that answers the question best, states
+    it: the word names the answer on its own, and where it comes from is checkable."""
     words = content_words(answer)
+    if len(words) == 1:
+        word = next(iter(words))
+        return not has_digit(word) and word in content_words(best_sentence)
     return len(words) >= 2 and not all(has_digit(w) for w in words)
 
 

@@ -159,6 +159,24 @@ def test_a_terse_answer_stands_but_a_bare_value_is_quoted_with_its_sentence(stor
     assert "5.2" in answer.text
 
 
+LABELS = Chunk(id="labels-0", source="/docs/security/labels.md", title="Labels", scope="default", score=0.9,
+               text="Strictly Confidential documents carry the red sensitivity label. "
+                    "Public documents need no label at all. Visitors wear a blue badge.")
+
+
+@pytest.mark.parametrize(("reply", "mode"), [
+    ("Red. [1]", "generated"),  # the sentence that answers the question states it
+    ("Blue. [1]", "extractive"),  # in the sources, but not in the sentence that answers the question
+    ("Green.", "extractive"),  # nowhere in the sources
+])
+def test_a_one_word_answer_stands_when_the_best_evidence_sentence_states_it(store, reply, mode):
+    engine, _ = make(store, reply, retriever=FakeRetriever([LABELS]))
+    answer = engine.answer(Question("Which colour is the Strictly Confidential sensitivity label?"))
+    assert answer.mode == mode
+    if mode == "extractive":
+        assert answer.text.startswith("Strictly Confidential documents carry the red sensitivity label.")
+
+
 def test_values_without_words_are_quoted_with_their_sentence(store):
     engine, _ = make(store, "2 (28) [1]", retriever=FakeRetriever([OFFICE, LEAVE]))
     answer = engine.answer(Question("How many days per week do I work from the office?"))
