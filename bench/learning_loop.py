@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--distractor-copies", type=int, default=None,
                         help="RAFT variants per SFT example (default: TrainConfig's).")
     parser.add_argument("--seed", type=int, default=None, help="Training seed (default: TrainConfig's, 0).")
+    parser.add_argument("--neftune-alpha", type=float, default=None,
+                        help="NEFTune embedding noise during SFT (default: TrainConfig's, 5; 0 turns it off).")
     parser.add_argument(
         "--skip-before", action="store_true", help="Skip the base-model pass on the bare corpus."
     )
@@ -145,7 +147,7 @@ def main() -> None:
 
     config = TrainConfig.from_settings(
         rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads,
-        distractor_copies=args.distractor_copies, seed=args.seed,
+        distractor_copies=args.distractor_copies, seed=args.seed, neftune_alpha=args.neftune_alpha,
     )
     loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
     results["loop"] = {

@@ -72,6 +72,21 @@ def tiny(lm_dir) -> TrainConfig:
     )  # never nice the test process: it would stay niced for the whole session
 
 
+def noise_recorder():
+    """A trainer callback recording the NEFTune noise alpha on the input embeddings at each step."""
+    from transformers import TrainerCallback
+
+    class NoiseRecorder(TrainerCallback):
+        def __init__(self):
+            self.seen: list[float | None] = []
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            embeddings = model.base_model.model.get_input_embeddings()
+            self.seen.append(getattr(embeddings, "neftune_noise_alpha", None))
+
+    return NoiseRecorder()
+
+
 def next_token_logits(gen, messages):
     """The serving model's next-token logits for a chat, with whatever adapter it serves now."""
     import torch
@@ -91,10 +106,13 @@ def test_tiny_run_registers_an_adapter_that_changes_outputs_and_hot_swaps(runtim
         EvalItem("Where do I point the VPN client?", "vpn.acme.example"),
         EvalItem("What is the parking fee in Japan?", "", answerable=False),
     ]
-    report = run_refresh(runtime, eval_items=items, config=tiny(lm_dir), progress=False)
+    noise = noise_recorder()
+    report = run_refresh(runtime, eval_items=items, config=tiny(lm_dir), progress=False, callbacks=[noise])
     assert report.status in ("promoted", "rejected"), report.message
     # SFT, then DPO on the corrections paired with the answers they corrected, then KTO on the thumbs
     assert report.train["sft_steps"] == 2 and report.train["dpo_steps"] == 1 and report.train["kto_steps"] >= 1
+    # NEFTune's noisy embeddings during the SFT steps only (the preference stages compare log-probs)
+    assert noise.seen == [5.0, 5.0, None] + [None] * report.train["kto_steps"]
     assert report.candidate["questions"] >= 2 and report.baseline["adapter"] == "base"
     registry = AdapterRegistry(runtime.store, runtime.settings.adapters_root)
     (row,) = registry.list()

@@ -52,6 +52,11 @@ class TrainConfig:
     dpo_beta: float = 0.1
     dpo_max_steps: int = -1
     distractor_copies: int = 1  # RAFT-style variants per SFT example (shuffled sources + a distractor)
+    # NEFTune: uniform noise on the input embeddings during SFT (alpha / sqrt(seq_len * dim)). With a
+    # few dozen corrections the adapter otherwise memorises their wording; on the learning-loop bench
+    # it raised held-out F1 in each of 3 seeds (+1.5 to +2.8, same data; docs/learning-loop.md).
+    # None or 0 turns it off.
+    neftune_alpha: float | None = 5.0
     threads: int | None = None  # default: all cores but one
     niceness: int = 10
     precision: str = "auto"  # auto | bf16 | fp32
@@ -203,6 +208,7 @@ def train_adapter(
         learning_rate=config.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
+        neftune_noise_alpha=config.neftune_alpha or None,
         **common,
     )
     sft = SFTTrainer(
