@@ -1,5 +1,6 @@
-"""LoRA training with TRL + peft: SFT on good answers, then DPO on corrections paired with the answers
-they corrected, then KTO on thumbs, each preference stage only when there is enough data for it.
+"""LoRA training with TRL + peft: SFT on good answers (with NEFTune's noisy embeddings), then DPO on
+corrections paired with the answers they corrected, then KTO on thumbs, each preference stage only
+when there is enough data for it.
 
 On CPU: fp32 weights with bf16 autocast where the CPU has native bf16, no gradient checkpointing
 (the model is small; recomputation would only cost time), torch threads capped and the process
