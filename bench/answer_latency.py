@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rag_prompt(target_tokens: int, count) -> list[dict]:
-    from bot.engine import SYSTEM_PROMPT
+    from bot.engine.prompt import SYSTEM_PROMPT
 
     sentences = []
     for path in sorted((ROOT / "examples" / "docs").rglob("*.md")):

@@ -28,11 +28,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
 
-    from bot.engine import ConversationEngine
-    from bot.grounding import select_evidence
-    from bot.metrics import first_hit_rank, load_eval_file
-    from bot.settings import Settings
-    from bot.types import Question, Turn
+    from bot.core.settings import Settings
+    from bot.core.types import Question, Turn
+    from bot.engine.conversation import ConversationEngine
+    from bot.engine.grounding import select_evidence
+    from bot.engine.scoring import first_hit_rank, load_eval_file
     from bot.wiring import Runtime
 
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="kbot-calib-"))

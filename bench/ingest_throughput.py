@@ -29,7 +29,7 @@ def main() -> None:
     from llama_index.core.schema import MetadataMode, TextNode
     from sentence_transformers import SentenceTransformer
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from bot.wiring import Runtime
     from knowledge.models import embedder_dir
 

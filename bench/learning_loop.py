@@ -37,9 +37,9 @@ def split(items: list) -> tuple[list, list]:
 
 def simulate_users(rt, items) -> dict[str, int]:
     """Ask each training question once, vote like a careful user, and approve every correction."""
-    from bot.engine import AnswerFailed
-    from bot.metrics import token_f1
-    from bot.types import Question, Turn
+    from bot.core.errors import AnswerFailed
+    from bot.core.types import Question, Turn
+    from bot.engine.scoring import token_f1
     from training.corrections import approve_correction
 
     counts = {"asked": 0, "up": 0, "down": 0, "corrections": 0, "failed": 0}
@@ -74,7 +74,7 @@ def simulate_users(rt, items) -> dict[str, int]:
             rt.store.record_feedback(answer.answer_id, user, vote=-1, platform="bench")
             counts["down"] += 1
     for feedback_id in corrections:
-        approve_correction(rt, feedback_id)
+        approve_correction(rt.store, rt.ingestor, rt.settings, feedback_id)
         counts["corrections"] += 1
     return counts
 
@@ -118,8 +118,9 @@ def main() -> None:
 
     import logging
 
-    from bot.metrics import load_eval_file
-    from bot.settings import Settings
+    from bot.core.settings import Settings
+    from bot.engine.scoring import load_eval_file
+    from bot.serve import loop_parts
     from bot.wiring import Runtime
     from knowledge.models import lm_dir
     from training.evaluate import evaluate_adapter, score_items
@@ -138,7 +139,7 @@ def main() -> None:
 
     results: dict = {"machine": machine(), "questions": {"train": len(train_items), "heldout": len(heldout)}}
     if not args.skip_before:
-        results["before"] = evaluate_adapter(rt, None, heldout, details=True)
+        results["before"] = evaluate_adapter(rt.generator, rt.engine_for, None, heldout, details=True)
         print(f"before (base model, bare corpus): f1 {results['before']['f1']:.3f}")
     t = time.perf_counter()
     results["users"] = simulate_users(rt, train_items)
@@ -149,7 +150,7 @@ def main() -> None:
         rt.settings, base, epochs=args.epochs, learning_rate=args.learning_rate, threads=args.threads,
         distractor_copies=args.distractor_copies, seed=args.seed, neftune_alpha=args.neftune_alpha,
     )
-    loop = run_refresh(rt, eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
+    loop = run_refresh(loop_parts(rt), eval_items=heldout, config=config, progress=sys.stderr.isatty(), details=True)
     results["loop"] = {
         "status": loop.status,
         "version": loop.version,

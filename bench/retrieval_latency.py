@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from knowledge.embedder import LocalEmbedder
     from knowledge.index import KnowledgeIndex, chroma_client
     from knowledge.models import embedder_dir

@@ -32,8 +32,8 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
-from bot.slack_app import slack_router  # noqa: E402
-from tests.slack_fakes import (  # noqa: E402
+from bot.channels.slack.app import slack_router  # noqa: E402
+from tests.channels.slack.fake_api import (  # noqa: E402
     BOT_USER_ID,
     FakeSlackAPI,
     SlackHarness,

@@ -8,9 +8,10 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from bot.settings import secret
-from bot.web import create_app
+from bot.channels.web.app import create_app
+from bot.core.settings import Settings, secret
 from bot.wiring import Runtime
+from training.refresh import LoopParts
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def build_server_app(runtime: Runtime, closers: list | None = None) -> FastAPI:
     app = create_app(runtime)
     s = runtime.settings
     if secret(s.slack_bot_token) and secret(s.slack_signing_secret) and not secret(s.slack_app_token):
-        from bot.slack_app import slack_router
+        from bot.channels.slack.app import slack_router
 
         router = slack_router(runtime)
         app.include_router(router)
@@ -35,20 +36,20 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     _ = runtime.engine  # load the models before accepting traffic, not on the first question
     background = []
     if secret(s.slack_bot_token) and secret(s.slack_app_token):
-        from bot.slack_app import start_socket_mode
+        from bot.channels.slack.app import start_socket_mode
 
         background.append(start_socket_mode(runtime))
         log.info("Slack: Socket Mode connected")
     elif not secret(s.slack_bot_token):
         log.info("Slack: off (set SLACK_BOT_TOKEN to start it)")
     if secret(s.discord_token):
-        from bot.discord_app import start_discord_in_thread
+        from bot.channels.discord.bot import start_discord_in_thread
 
         start_discord_in_thread(runtime)
         log.info("Discord: starting")
     else:
         log.info("Discord: off (set DISCORD_TOKEN to start it)")
-    _start_learning_loop(runtime)
+    start_learning_loop(runtime)
     app = build_server_app(runtime, background)
     log.info("web chat on http://%s:%d", host or s.host, port or s.port)
     try:
@@ -58,12 +59,30 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
             item.close()
 
 
-def _start_learning_loop(runtime: Runtime) -> None:
+def loop_parts(runtime: Runtime) -> LoopParts:
+    """The learning loop's parts from a runtime (training never builds them itself)."""
+    return LoopParts(runtime.settings, runtime.store, lambda: runtime.generator, runtime.engine_for)
+
+
+def train_in_child(settings: Settings) -> None:
+    """Entry point of the scheduler's training process: one `kbot train --if-needed`."""
+    from training.refresh import run_refresh
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s training: %(message)s")
+    report = run_refresh(loop_parts(Runtime(settings)), if_needed=True, progress=False)
+    log.info("%s", report.message)
+    for reason in report.reasons:
+        log.info("  %s", reason)
+
+
+def start_learning_loop(runtime: Runtime) -> None:
     """Hot-swap promoted adapters while serving, and train on schedule when configured."""
-    if not hasattr(runtime.generator, "load_adapter"):
+    if not runtime.generator.hosts_adapters:
+        log.info("learning loop: off (the generator does not host adapters)")
         return
     from training.registry import AdapterWatcher
-    from training.scheduler import TrainingScheduler
+    from training.scheduler import TrainingScheduler, run_in_process
 
     AdapterWatcher(runtime.store, runtime.generator).start()
-    TrainingScheduler(runtime).start()
+    settings = runtime.settings
+    TrainingScheduler(settings, runtime.store, lambda: run_in_process(train_in_child, settings)).start()

@@ -1,41 +1,47 @@
 """The one place that picks implementations from settings and builds the running parts.
 
 Everything is built lazily, so `kbot docs` never loads the language model and `kbot config`
-loads nothing at all.
+loads nothing at all. Tests (and benchmarks) pass ready-made parts to the constructor instead.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from bot.engine import ConversationEngine, EngineConfig
-from bot.settings import Settings, secret
+from bot.core.ports import AnswerLog, Embedder, Generator
+from bot.core.settings import Settings, secret
+from bot.engine.conversation import ConversationEngine, EngineConfig
 from knowledge.store import Store
 
 if TYPE_CHECKING:
-    from knowledge.embedder import LocalEmbedder
     from knowledge.index import KnowledgeIndex
     from knowledge.ingest import Ingestor
 
 log = logging.getLogger(__name__)
+_PARTS = ("store", "embedder", "index", "ingestor", "generator")
 
 
 class Runtime:
-    """Lazily built parts of a running kbot, shared by the CLI, the web server and the bots."""
+    """Lazily built parts of a running kbot, shared by the CLI, the web server and the bots.
 
-    def __init__(self, settings: Settings | None = None):
+    `Runtime(settings, generator=g, embedder=e)` uses the given parts instead of building them."""
+
+    def __init__(self, settings: Settings | None = None, **parts: Any):
         self.settings = settings or Settings()
-        self._lock = threading.Lock()
+        unknown = set(parts) - set(_PARTS)
+        if unknown:
+            raise TypeError(f"unknown runtime parts: {sorted(unknown)} (known: {', '.join(_PARTS)})")
+        self.__dict__.update(parts)  # cached_property reads the instance dict first
 
     @cached_property
     def store(self) -> Store:
         return Store(self.settings.db_url)
 
     @cached_property
-    def embedder(self) -> LocalEmbedder:
+    def embedder(self) -> Embedder:
         from knowledge.embedder import LocalEmbedder
         from knowledge.models import embedder_dir
 
@@ -55,7 +61,7 @@ class Runtime:
         return Ingestor(self.index, self.store, self.settings)
 
     @cached_property
-    def generator(self) -> Any:
+    def generator(self) -> Generator:
         s = self.settings
         if s.openai_base_url:
             from knowledge.generator import OpenAIGenerator
@@ -80,9 +86,18 @@ class Runtime:
         return generator
 
     @cached_property
-    def engine(self) -> ConversationEngine:
+    def engine_config(self) -> EngineConfig:
         s = self.settings
-        config = EngineConfig(top_k=s.top_k, min_score=s.min_score, min_score_unknown_terms=s.min_score_unknown_terms,
-                              evidence_sentences=s.evidence_sentences,
-                              support_threshold=s.support_threshold, history_turns=s.history_turns)
-        return ConversationEngine(self.index, self.generator, self.store, self.embedder, config)
+        return EngineConfig(top_k=s.top_k, min_score=s.min_score, min_score_unknown_terms=s.min_score_unknown_terms,
+                            evidence_sentences=s.evidence_sentences, support_threshold=s.support_threshold,
+                            history_turns=s.history_turns)
+
+    @cached_property
+    def engine(self) -> ConversationEngine:
+        return self.engine_for(self.generator, self.store)
+
+    def engine_for(self, generator: Generator, answer_log: AnswerLog) -> ConversationEngine:
+        """An engine over this knowledge base with another generator and answer log (the training
+        gate evaluates candidates this way, with a throwaway log)."""
+        return ConversationEngine(self.index, generator, answer_log, self.embedder, replace(self.engine_config))
+

@@ -10,19 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bot.ports import Message
+from bot.core.errors import ConfigError, GenerationError
+from bot.core.ports import BASE, Message
 
 log = logging.getLogger(__name__)
 # A short answer ends at a blank line; a small model that goes on starts a new "Question:" or
 # lists the next source, which is never part of the answer.
 STOP_STRINGS = ("\n\n", "\nQuestion", "\n[")
-BASE = "base"  # adapter name meaning "no adapter"
 
 
 def cpu_has_bf16() -> bool:
@@ -33,12 +34,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-class GenerationError(RuntimeError):
-    """Generation failed (model error, server unreachable); the engine falls back or apologises."""
-
-
 class LocalGenerator:
     """A local HF causal LM with hot-swappable LoRA adapters. Thread-safe: one generation at a time."""
+
+    hosts_adapters = True
+    can_score = True
 
     def __init__(
         self,
@@ -114,6 +114,45 @@ class LocalGenerator:
             self.model.delete_adapter(name)
             del self._adapters[name]
 
+    def completion_loss(self, pairs: Sequence[tuple[list[Message], str]], adapter: str | None) -> float | None:
+        """Mean token NLL of each completion given its chat, with `adapter` (None: the base model).
+        Holds the generation lock, so it never interleaves with serving; the active adapter is kept."""
+        import torch
+
+        tok = self.tokenizer
+        total, count = 0.0, 0
+        with self._lock, torch.inference_mode(), self._using(adapter):
+            for messages, completion in pairs:
+                prompt_ids = tok(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+                full = tok.apply_chat_template(messages + [{"role": "assistant", "content": completion}],
+                                               tokenize=False)
+                ids = tok(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
+                labels = ids.clone()
+                labels[:, : len(prompt_ids)] = -100
+                n = int((labels != -100).sum())
+                if n == 0:
+                    continue
+                out = self.model(input_ids=ids, labels=labels)
+                total += float(out.loss) * n
+                count += n
+        return round(total / count, 4) if count else None
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[None]:
+        """The model with `adapter` selected (None: adapters disabled), the active one restored after."""
+        if not self._adapters:
+            yield
+        elif adapter is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(adapter)
+            try:
+                yield
+            finally:
+                if self.active_adapter:
+                    self.model.set_adapter(self.active_adapter)
+
     # --- generation ----------------------------------------------------------------------------
     def prompt_text(self, messages: list[Message]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -177,6 +216,9 @@ class LocalGenerator:
 class OpenAIGenerator:
     """Generation through an OpenAI-compatible /v1/chat/completions endpoint with streaming."""
 
+    hosts_adapters = False
+    can_score = False
+
     def __init__(
         self,
         base_url: str,
@@ -194,6 +236,19 @@ class OpenAIGenerator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.active_adapter: str | None = None
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        return []
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        raise ConfigError("this OpenAI-compatible server does not load kbot's adapters")
+
+    def unload_adapter(self, name: str) -> None:
+        raise ConfigError("this OpenAI-compatible server does not load kbot's adapters")
+
+    def completion_loss(self, pairs: Sequence[tuple[list[Message], str]], adapter: str | None) -> float | None:
+        return None  # no access to token probabilities
 
     def set_adapter(self, name: str | None) -> None:
         # vLLM serves LoRA adapters as extra model names; the request names the one to use.

@@ -20,8 +20,8 @@ from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from bot.settings import Settings
-from bot.types import Chunk
+from bot.core.settings import Settings
+from bot.core.types import Chunk
 from knowledge.chroma import ScopedCollections, chroma_client
 from knowledge.embedder import LocalEmbedder
 from knowledge.keywords import KeywordIndex

@@ -26,9 +26,10 @@ from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot.settings import Settings
+from bot.core.errors import ReaderError, UnsupportedType
+from bot.core.settings import Settings
 from knowledge.index import KnowledgeIndex
-from knowledge.readers import SUPPORTED_EXTENSIONS, ReaderError, UnsupportedType, read_bytes, read_file
+from knowledge.readers import SUPPORTED_EXTENSIONS, read_bytes, read_file
 from knowledge.store import Store
 
 log = logging.getLogger(__name__)

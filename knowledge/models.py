@@ -16,13 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bot.core.errors import ModelNotFound
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelNotFound(RuntimeError):
-    """A configured or bundled model is missing; the message says how to get it."""
 
 
 def _package_dir(name: str) -> Path:

@@ -19,14 +19,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
-
-class ReaderError(Exception):
-    """A file that cannot be read; str(exc) is one clear line for a person,
-    e.g. 'encrypted PDF (password required)'."""
-
-
-class UnsupportedType(ReaderError):
-    """The file's extension is not one we read; callers skip the file with a note."""
+from bot.core.errors import ReaderError, UnsupportedType
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from bot.grounding import lexical_overlap, tokens
-from bot.types import Chunk
+from bot.core.text import lexical_overlap, tokens
+from bot.core.types import Chunk
 
 
 class Reranker(Protocol):

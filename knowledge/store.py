@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,16 +31,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from bot.core.errors import StoreError, UnknownAnswer
+from bot.core.types import new_id
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class Base(DeclarativeBase):
@@ -138,16 +136,6 @@ class ChannelScopeRow(Base):
     channel_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class StoreError(Exception):
-    """Base class for store errors shown to people."""
-
-
-class UnknownAnswer(StoreError):
-    def __init__(self, answer_id: str):
-        super().__init__(f"unknown answer id: {answer_id!r}")
-        self.answer_id = answer_id
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")

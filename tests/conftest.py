@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bot.settings import Settings  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from knowledge.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,9 +82,7 @@ def sample_runtime(tmp_path_factory, embedder, generator):
     from bot.wiring import Runtime
 
     data = tmp_path_factory.mktemp("sample")
-    rt = Runtime(make_settings(data))
-    rt.__dict__["embedder"] = embedder
-    rt.__dict__["generator"] = generator
+    rt = Runtime(make_settings(data), embedder=embedder, generator=generator)
     report = rt.ingestor.ingest_paths([EXAMPLES / "docs"])
     assert report.ok, report.failed
     report = rt.ingestor.ingest_paths([EXAMPLES / "docs-restricted"], scope="leadership")

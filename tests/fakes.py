@@ -1,5 +1,7 @@
-"""One fake per seam. They stand in for the model and the index only in tests that check
-something else (adapters, store, engine sequencing); the main-path tests use the real parts."""
+"""One fake per port of bot/core/ports.py (Retriever, Embedder, Generator; the answer log is a real
+SQLite store in a temp folder) plus the ingestor. They stand in for the model and the index only in
+tests that check something else (adapters, store, engine sequencing); the main-path tests use the
+real parts."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from bot.grounding import content_words
-from bot.ports import Message
-from bot.types import Chunk
+from bot.core.ports import Message
+from bot.core.text import content_words
+from bot.core.types import Chunk
 
 
 class FakeEmbedder:
@@ -33,10 +35,15 @@ class FakeEmbedder:
 class FakeRetriever:
     """Returns the given chunks whose scope is allowed, ranked by word overlap with the query."""
 
-    def __init__(self, chunks: Sequence[Chunk] = (), error: Exception | None = None):
+    def __init__(self, chunks: Sequence[Chunk] = (), error: Exception | None = None,
+                 unknown: Sequence[str] = ()):
         self.chunks = list(chunks)
         self.error = error
+        self.unknown = list(unknown)  # terms unknown_terms reports when the query contains them
         self.calls: list[tuple[str, tuple[str, ...], int]] = []
+
+    def unknown_terms(self, query: str) -> list[str]:
+        return [t for t in self.unknown if t in content_words(query)]
 
     def retrieve(self, query: str, scopes: Sequence[str], k: int) -> list[Chunk]:
         self.calls.append((query, tuple(scopes), k))
@@ -49,7 +56,11 @@ class FakeRetriever:
 
 
 class FakeGenerator:
-    """Streams a scripted reply word by word (like llm's MockModel). `delay` simulates a busy model."""
+    """Streams a scripted reply word by word (like llm's MockModel). `delay` simulates a busy model.
+    Hosts adapters like a peft model (a reply per adapter name); cannot score."""
+
+    hosts_adapters = True
+    can_score = False
 
     def __init__(self, reply: str = "", *, delay: float = 0.0, error: Exception | None = None,
                  replies: dict[str | None, str] | None = None):
@@ -77,6 +88,9 @@ class FakeGenerator:
     def unload_adapter(self, name: str) -> None:
         if name != self.active_adapter:
             self.loaded.pop(name, None)
+
+    def completion_loss(self, pairs, adapter):
+        return None
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> Iterator[str]:
         self.prompts.append(messages)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from knowledge.store import FeedbackRow
+from bot.core.errors import StoreError
+from bot.core.settings import Settings
+from knowledge.store import FeedbackRow, Store
 from training.scrub import scrub, source_contacts
 
 if TYPE_CHECKING:
-    from bot.wiring import Runtime
-    from knowledge.ingest import IngestReport
+    from knowledge.ingest import Ingestor, IngestReport
 
 
 def correction_scope(scopes: Collection[str], private_scopes: Collection[str], default: str) -> str:
@@ -27,13 +28,14 @@ def correction_scope(scopes: Collection[str], private_scopes: Collection[str], d
     return next(iter(scopes), default) or default
 
 
-def ingest_correction(runtime: Runtime, feedback_row: FeedbackRow) -> IngestReport:
+def ingest_correction(store: Store, ingestor: Ingestor, settings: Settings,
+                      feedback_row: FeedbackRow) -> IngestReport:
     """Write an approved correction as a small Markdown document and ingest it, so the fact is
     retrievable at once (source `correction:<feedback id>`, in the scope of the channel it came from)."""
-    answer = runtime.store.get_answer(feedback_row.answer_id)
+    answer = store.get_answer(feedback_row.answer_id)
     if answer is None or not feedback_row.correction:
-        raise ValueError(f"feedback {feedback_row.id} has no correction on a known answer")
-    s = runtime.settings
+        raise StoreError(f"feedback {feedback_row.id} has no correction on a known answer")
+    s = settings
     keep = source_contacts(answer.prompt)
     question = scrub(answer.standalone_query or answer.question, keep).strip()
     body = scrub(feedback_row.correction, keep).strip()
@@ -45,24 +47,25 @@ def ingest_correction(runtime: Runtime, feedback_row: FeedbackRow) -> IngestRepo
     tmp.replace(path)
     scope = correction_scope(answer.scopes or [], s.private_scopes, s.default_scope)
     title = f"Correction: {question[:80]}"
-    return runtime.ingestor.ingest_file(path, scope, source=correction_source(feedback_row.id), title=title)
+    return ingestor.ingest_file(path, scope, source=correction_source(feedback_row.id), title=title)
 
 
 def correction_source(feedback_id: int) -> str:
     return f"correction:{feedback_id}"
 
 
-def approve_correction(runtime: Runtime, feedback_id: int) -> tuple[FeedbackRow, IngestReport]:
+def approve_correction(store: Store, ingestor: Ingestor, settings: Settings,
+                       feedback_id: int) -> tuple[FeedbackRow, IngestReport]:
     """Approve a pending correction (the row is saved first) and ingest it into the knowledge base."""
-    row = runtime.store.set_correction_status(feedback_id, "approved")
-    return row, ingest_correction(runtime, row)
+    row = store.set_correction_status(feedback_id, "approved")
+    return row, ingest_correction(store, ingestor, settings, row)
 
 
-def reject_correction(runtime: Runtime, feedback_id: int) -> FeedbackRow:
+def reject_correction(store: Store, ingestor: Ingestor, settings: Settings, feedback_id: int) -> FeedbackRow:
     """Reject a correction; one approved earlier is taken back out of the knowledge base."""
-    row = runtime.store.set_correction_status(feedback_id, "rejected")
-    path = runtime.settings.data_dir / "corrections" / f"correction-{feedback_id}.md"
+    row = store.set_correction_status(feedback_id, "rejected")
+    path = settings.data_dir / "corrections" / f"correction-{feedback_id}.md"
     if path.exists():
-        runtime.ingestor.forget(correction_source(feedback_id))
+        ingestor.forget(correction_source(feedback_id))
         path.unlink()
     return row

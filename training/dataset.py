@@ -27,14 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.grounding import strip_citations
-from bot.metrics import EvalItem, normalize
-from bot.ports import Message
+from bot.core.ports import Message
+from bot.core.text import strip_citations
+from bot.engine.scoring import EvalItem, normalize
 from knowledge.store import AnswerRow, FeedbackRow, Store
 from training.scrub import ScrubReport, scrub, source_contacts
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 # Votes rate the model only when the model's text was served. An extractive answer is a quote the

@@ -17,24 +17,25 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.engine import _DONT_KNOW as DONT_KNOW  # the engine's own test for a reply that abstains
-from bot.engine import ConversationEngine
-from bot.evaluation import evaluate as run_eval
-from bot.metrics import EvalItem, normalize
-from bot.ports import Message
-from bot.types import DEFAULT_SCOPE
-from knowledge.generator import BASE
+from bot.core.errors import RegistryError
+from bot.core.ports import BASE, AnswerLog, Generator, Message
+from bot.core.types import DEFAULT_SCOPE
+from bot.engine.conversation import ConversationEngine
+from bot.engine.evaluation import evaluate as run_eval
+from bot.engine.prompt import says_dont_know
+from bot.engine.scoring import EvalItem, normalize
 from knowledge.store import Store
 
 if TYPE_CHECKING:
-    from bot.wiring import Runtime
     from training.dataset import Example
+
+# Builds the real engine (same retrieval, evidence and checks as serving) around a given generator and
+# answer log; bot.wiring.Runtime.engine_for is the one implementation.
+EngineFactory = Callable[[Generator, AnswerLog], ConversationEngine]
 
 MAIN_METRIC = "f1"
 # metric -> direction (+1: higher is better, -1: lower is better)
@@ -44,7 +45,11 @@ GUARDED = {"grounded": 1, "abstention": 1, "fact_rate": 1, "heldout_loss": -1}
 class PinnedGenerator:
     """Generates with one fixed adapter (None: the base model) and remembers each raw reply."""
 
-    def __init__(self, inner: Any, adapter: str | None):
+    hosts_adapters = False
+    can_score = False
+    loaded_adapters: list[str] = []
+
+    def __init__(self, inner: Generator, adapter: str | None):
         self.inner = inner
         self.adapter = adapter
         self.active_adapter = adapter  # what the engine records as the answer's adapter_version
@@ -60,18 +65,19 @@ class PinnedGenerator:
             self.last_reply = "".join(pieces)
 
 
-def load_version(runtime: Runtime, version: str | None) -> None:
-    """Make `version` loadable by name on the runtime's generator (no-op for the base model)."""
-    if version is None or version in getattr(runtime.generator, "loaded_adapters", [version]):
+def load_version(store: Store, generator: Generator, version: str | None) -> None:
+    """Make `version` selectable by name on `generator` (no-op for the base model)."""
+    if version is None or version in generator.loaded_adapters:
         return
-    row = runtime.store.get_adapter(version)
+    row = store.get_adapter(version)
     if row is None:
-        raise ValueError(f"unknown adapter version {version!r}")
-    runtime.generator.load_adapter(version, row.path)
+        raise RegistryError(f"unknown adapter version {version!r} (see `kbot adapters list`)")
+    generator.load_adapter(version, row.path)
 
 
 def evaluate_adapter(
-    runtime: Runtime,
+    generator: Generator,
+    make_engine: EngineFactory,
     version: str | None,
     items: Sequence[EvalItem],
     *,
@@ -79,10 +85,10 @@ def evaluate_adapter(
     scopes: tuple[str, ...] | None = None,
     details: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of adapter `version` (None: the base model) on `items`, plus held-out loss."""
-    load_version(runtime, version)
+    """Metrics of adapter `version` (None: the base model, already loaded otherwise) on `items`, plus
+    held-out loss."""
     started = time.perf_counter()
-    pinned = PinnedGenerator(runtime.generator, version)
+    pinned = PinnedGenerator(generator, version)
     replies: list[str | None] = []
 
     def on_item(_result: Any) -> None:
@@ -91,15 +97,13 @@ def evaluate_adapter(
 
     with tempfile.TemporaryDirectory(prefix="kbot-eval-") as tmp:
         log_store = Store(f"sqlite:///{Path(tmp) / 'eval.db'}")
-        engine = ConversationEngine(
-            runtime.index, pinned, log_store, runtime.embedder, replace(runtime.engine.config)
-        )
-        scopes = scopes or (runtime.settings.default_scope or DEFAULT_SCOPE,)
+        engine = make_engine(pinned, log_store)
+        scopes = scopes or (DEFAULT_SCOPE,)
         result = run_eval(engine, items, k=engine.config.top_k, scopes=scopes, on_item=on_item)
         log_store.engine.dispose()
     rows = [dict(row, reply=reply) for row, reply in zip(result["items"], replies, strict=True)]
     metrics: dict[str, Any] = {"adapter": version or BASE, **score_items(rows)}
-    metrics["heldout_loss"] = heldout_loss(runtime.generator, version, heldout) if heldout else None
+    metrics["heldout_loss"] = heldout_loss(generator, version, heldout)
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     if details:
         metrics["items"] = rows
@@ -107,7 +111,7 @@ def evaluate_adapter(
 
 
 def score_items(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The gate's answer metrics over per-item results (bot.evaluation rows plus the raw `reply`)."""
+    """The gate's answer metrics over per-item results (bot.engine.evaluation rows plus the raw `reply`)."""
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     modes: dict[str, int] = {}
@@ -122,7 +126,7 @@ def score_items(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "grounded": _mean([float(r["mode"] == "generated") for r in answerable]),
         "abstention": _mean(
             [
-                float(r["mode"] == "declined" or bool(r.get("reply") and DONT_KNOW.search(r["reply"])))
+                float(r["mode"] == "declined" or bool(r.get("reply") and says_dont_know(r["reply"])))
                 for r in unanswerable
             ]
         ),
@@ -134,48 +138,12 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def heldout_loss(generator: Any, version: str | None, examples: Sequence[Example]) -> float | None:
-    """Mean per-token NLL of each example's completion given its prompt, with adapter `version`."""
-    if not hasattr(generator, "model") or not hasattr(generator, "tokenizer"):
-        return None  # a remote generator: no access to token probabilities
-    import torch
-
-    tok = generator.tokenizer
-    total, count = 0.0, 0
-    # The generator's lock serialises us with serving; the adapter is switched back on exit.
-    with getattr(generator, "_lock", nullcontext()), torch.inference_mode(), _using(generator, version):
-        for ex in examples:
-            prompt_ids = tok(generator.prompt_text(ex.prompt), add_special_tokens=False)["input_ids"]
-            full = tok.apply_chat_template(
-                ex.prompt + [{"role": "assistant", "content": ex.completion}], tokenize=False
-            )
-            ids = tok(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            labels = ids.clone()
-            labels[:, : len(prompt_ids)] = -100
-            n = int((labels != -100).sum())
-            if n == 0:
-                continue
-            out = generator.model(input_ids=ids, labels=labels)
-            total += float(out.loss) * n
-            count += n
-    return round(total / count, 4) if count else None
-
-
-@contextmanager
-def _using(generator: Any, version: str | None) -> Iterator[None]:
-    model = generator.model
-    if not getattr(generator, "loaded_adapters", None):
-        yield
-    elif version is None:
-        with model.disable_adapter():
-            yield
-    else:
-        model.set_adapter(version)
-        try:
-            yield
-        finally:
-            if generator.active_adapter:
-                model.set_adapter(generator.active_adapter)
+def heldout_loss(generator: Generator, version: str | None, examples: Sequence[Example]) -> float | None:
+    """Mean token NLL of held-out good answers given their logged prompts (None: a generator that
+    cannot score, e.g. a remote server)."""
+    if not generator.can_score or not examples:
+        return None
+    return generator.completion_loss([(ex.prompt, ex.completion) for ex in examples], version)
 
 
 def gate(candidate: dict[str, Any], active: dict[str, Any], tolerance: float) -> tuple[bool, list[str]]:

@@ -23,7 +23,7 @@ from training.dataset import FeedbackDatasets, with_distractors
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

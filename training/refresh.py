@@ -1,8 +1,10 @@
 """One turn of the learning loop, `kbot train`: feedback -> datasets -> LoRA adapter (training/lora.py)
 -> gate against the active adapter (training/evaluate.py) -> registry -> promotion.
 
-The same module runs on GPUs as `accelerate launch -m training.refresh` (docs/learning-loop.md,
-deploy/accelerate.yaml): every rank trains, rank 0 evaluates, registers and promotes.
+It receives its parts (`LoopParts`: settings, store, a generator loader and an engine factory) from
+its callers, `kbot train` and `kbot serve`'s scheduler. On GPUs the same command runs as
+`accelerate launch -m bot.cli.main train` (docs/learning-loop.md, deploy/accelerate.yaml): every rank
+trains, rank 0 evaluates, registers and promotes.
 
 Everything is written into a staging folder that becomes `<adapters_root>/<version>` only when the
 run finished (training, evaluation and manifest): Ctrl-C or a crash leaves the registry unchanged.
@@ -12,32 +14,43 @@ from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.metrics import EvalItem, load_eval_file
+from bot.core.ports import Generator
+from bot.core.settings import Settings
+from bot.engine.scoring import EvalItem, load_eval_file
+from knowledge.store import Store
 from training.dataset import DatasetPolicy, build_datasets, example_dict
-from training.evaluate import evaluate_adapter, filter_heldout, gate
+from training.evaluate import EngineFactory, evaluate_adapter, filter_heldout, gate
 from training.lora import TrainConfig, _is_main_process, limit_resources, train_adapter
 from training.registry import AdapterRegistry
 
-__all__ = ["RefreshReport", "TrainConfig", "run_refresh"]
+__all__ = ["LoopParts", "RefreshReport", "TrainConfig", "run_refresh"]
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
-
-    from bot.settings import Settings
-    from bot.wiring import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_EVAL_FILE = Path(__file__).resolve().parents[1] / "examples" / "questions.jsonl"
 
 
 # --- the loop ----------------------------------------------------------------------------------------
+@dataclass
+class LoopParts:
+    """What one turn of the loop needs. `generator` is called only when a run trains (a dry run or a
+    skipped run loads no model); it returns the serving generator, which must host adapters."""
+
+    settings: Settings
+    store: Store
+    generator: Callable[[], Generator]
+    make_engine: EngineFactory
+
+
 @dataclass
 class RefreshReport:
     status: str  # skipped | dry-run | promoted | candidate | rejected
@@ -71,12 +84,12 @@ def _exclusive(root: Path, enabled: bool = True) -> Iterator[bool]:
 
 
 def default_eval_items(settings: Settings) -> list[EvalItem]:
-    path = getattr(settings, "eval_file", None) or DEFAULT_EVAL_FILE
+    path = settings.eval_file or DEFAULT_EVAL_FILE
     return load_eval_file(Path(path)) if Path(path).exists() else []
 
 
 def run_refresh(
-    runtime: Runtime,
+    parts: LoopParts,
     *,
     dry_run: bool = False,
     if_needed: bool = False,
@@ -89,8 +102,8 @@ def run_refresh(
     details: bool = False,
 ) -> RefreshReport:
     """One turn of the loop: datasets -> adapter -> gate -> registry (-> promotion)."""
-    s = runtime.settings
-    store = runtime.store
+    s = parts.settings
+    store = parts.store
     registry = AdapterRegistry(store, s.adapters_root)
     registry.clean_staging()
     adapters = registry.list()
@@ -143,17 +156,19 @@ def run_refresh(
                 + data.heldout_items()
             )
             baseline = candidate = None
-            if hasattr(runtime.generator, "load_adapter"):
-                runtime.generator.load_adapter(version, stage)
+            generator = parts.generator()
+            if generator.hosts_adapters:
+                scopes = (s.default_scope,)
+                if active is not None:
+                    generator.load_adapter(active.version, active.path)
+                generator.load_adapter(version, str(stage))
                 baseline = evaluate_adapter(
-                    runtime,
-                    active.version if active else None,
-                    items,
-                    heldout=data.sft_validation,
-                    details=details,
+                    generator, parts.make_engine, active.version if active else None, items,
+                    heldout=data.sft_validation, scopes=scopes, details=details,
                 )
                 candidate = evaluate_adapter(
-                    runtime, version, items, heldout=data.sft_validation, details=details
+                    generator, parts.make_engine, version, items,
+                    heldout=data.sft_validation, scopes=scopes, details=details,
                 )
                 passed, reasons = gate(candidate, baseline, s.gate_tolerance)
             else:
@@ -204,24 +219,3 @@ def _describe(counts: dict[str, Any]) -> str:
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
-
-def main() -> None:
-    """`python -m training.refresh [--if-needed]` (also under `accelerate launch`)."""
-    import argparse
-
-    from bot.settings import Settings
-    from bot.wiring import Runtime
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--if-needed", action="store_true")
-    parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = run_refresh(Runtime(Settings()), dry_run=args.dry_run, if_needed=args.if_needed)
-    print(report.message)
-    for reason in report.reasons:
-        print(f"  {reason}")
-
-
-if __name__ == "__main__":
-    main()

@@ -21,17 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from knowledge.generator import BASE
-from knowledge.store import AdapterRow, Store, StoreError
+from bot.core.errors import RegistryError
+from bot.core.ports import BASE, Generator
+from knowledge.store import AdapterRow, Store
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 _VERSION = re.compile(r"^v(\d+)$")
 _STAGING_PREFIX = ".staging-"
-
-
-class RegistryError(StoreError):
-    """An adapter operation that cannot be done (unknown version, missing folder, nothing to roll back)."""
 
 
 class AdapterRegistry:
@@ -148,17 +145,17 @@ class AdapterWatcher:
     """Keeps a running generator on the store's active adapter, with no restart.
 
     The previous adapter stays loaded, so a rollback is a pointer switch; older ones are unloaded
-    to bound memory. Works with any generator that has `set_adapter` (and `load_adapter` when
-    adapters are loaded in-process; an OpenAI-compatible server is just told the adapter name)."""
+    to bound memory. A generator that does not host adapters (`hosts_adapters` False) is only told
+    the adapter's name."""
 
-    def __init__(self, store: Store, generator: Any, interval_s: float = 5.0, keep_loaded: int = 2):
+    def __init__(self, store: Store, generator: Generator, interval_s: float = 5.0, keep_loaded: int = 2):
         self.store = store
         self.generator = generator
         self.interval_s = interval_s
         self.keep_loaded = keep_loaded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        current = getattr(generator, "active_adapter", None)
+        current = generator.active_adapter
         self._recent: list[str] = [current] if current else []
         self._last_error = ""
 
@@ -167,9 +164,9 @@ class AdapterWatcher:
         model) or None when nothing changed."""
         active = self.store.active_adapter()
         want = active.version if active else None
-        if want == getattr(self.generator, "active_adapter", None):
+        if want == self.generator.active_adapter:
             return None
-        if active is not None and hasattr(self.generator, "load_adapter"):
+        if active is not None and self.generator.hosts_adapters:
             self.generator.load_adapter(active.version, active.path)
         self.generator.set_adapter(want)
         if want is not None:
@@ -179,11 +176,10 @@ class AdapterWatcher:
 
     def _remember(self, version: str) -> None:
         self._recent = [v for v in self._recent if v != version] + [version]
-        unload = getattr(self.generator, "unload_adapter", None)
         while len(self._recent) > self.keep_loaded:
             old = self._recent.pop(0)
-            if unload is not None:
-                unload(old)
+            if self.generator.hosts_adapters:
+                self.generator.unload_adapter(old)
 
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self._run, name="kbot-adapter-watcher", daemon=True)

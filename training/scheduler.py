@@ -2,9 +2,10 @@
 (settings.train_after_feedback) or on a cron-like schedule (settings.train_schedule,
 "minute hour day-of-month month day-of-week"). Off when both are unset.
 
-Training runs in a separate, niced process (multiprocessing "spawn"), never in the server's own
-threads: the bot keeps its cores and its memory, and a crash in training cannot take it down. A
-promoted adapter reaches the server through `training.registry.AdapterWatcher`.
+Training runs in a separate, niced process (multiprocessing "spawn", see `run_in_process`; the
+child's entry point is `bot.serve.train_in_child`), never in the server's own threads: the bot keeps
+its cores and its memory, and a crash in training cannot take it down. A promoted adapter reaches the
+server through `training.registry.AdapterWatcher`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from knowledge.store import utcnow
+from knowledge.store import Store, utcnow
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
-    from bot.wiring import Runtime
+    from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))
@@ -97,22 +97,10 @@ def _parse_field(part: str, name: str, low: int, high: int) -> frozenset[int]:
     return frozenset(out)
 
 
-def train_in_child(settings: Settings) -> None:
-    """Entry point of the training process: one `kbot train --if-needed`."""
-    from bot.wiring import Runtime
-    from training.refresh import run_refresh
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s training: %(message)s")
-    report = run_refresh(Runtime(settings), if_needed=True, progress=False)
-    log.info("%s", report.message)
-    for reason in report.reasons:
-        log.info("  %s", reason)
-
-
-def run_in_process(settings: Settings) -> int:
-    """Run one loop turn in a spawned process and wait for it; returns its exit code."""
+def run_in_process(target: Callable[[Settings], None], settings: Settings) -> int:
+    """Run `target(settings)` (one loop turn) in a spawned process and wait; returns its exit code."""
     process = multiprocessing.get_context("spawn").Process(
-        target=train_in_child, args=(settings,), name="kbot-train", daemon=False
+        target=target, args=(settings,), name="kbot-train", daemon=False
     )
     process.start()
     process.join()
@@ -122,13 +110,12 @@ def run_in_process(settings: Settings) -> int:
 class TrainingScheduler:
     """Polls the store every `poll_s` and starts a training run when one is due."""
 
-    def __init__(
-        self, runtime: Runtime, poll_s: float = 30.0, runner: Callable[[Settings], int] | None = None
-    ):
-        self.runtime = runtime
+    def __init__(self, settings: Settings, store: Store, runner: Callable[[], int], poll_s: float = 30.0):
+        self.settings = settings
+        self.store = store
         self.poll_s = poll_s
-        self.runner = runner or run_in_process
-        s = runtime.settings
+        self.runner = runner  # one loop turn; returns an exit code
+        s = settings
         self.after_feedback = s.train_after_feedback
         self.schedule = CronSchedule.parse(s.train_schedule) if s.train_schedule else None
         self.last_run = utcnow()
@@ -144,9 +131,9 @@ class TrainingScheduler:
         """Why a run is due now (None: not due)."""
         now = now or utcnow()
         if self.next_fire is not None and now >= self.next_fire:
-            return f"schedule {self.runtime.settings.train_schedule!r}"
+            return f"schedule {self.settings.train_schedule!r}"
         if self.after_feedback > 0:
-            new = self.runtime.store.count_feedback(since=self.last_run)
+            new = self.store.count_feedback(since=self.last_run)
             if new >= self.after_feedback:
                 return f"{new} new feedback items"
         return None
@@ -161,7 +148,7 @@ class TrainingScheduler:
         self.last_run = now
         if self.schedule is not None:
             self.next_fire = self.schedule.next_after(now)
-        code = self.runner(self.runtime.settings)
+        code = self.runner()
         if code:
             log.warning("learning loop: the training process exited with %s", code)
         return True
@@ -176,7 +163,7 @@ class TrainingScheduler:
         log.info(
             "learning loop: on (after %s feedback items, schedule %s)",
             self.after_feedback or "-",
-            self.runtime.settings.train_schedule or "-",
+            self.settings.train_schedule or "-",
         )
         return True
 

@@ -1,0 +1,1 @@
+"""The Slack adapter (Bolt): app.py builds and serves it; answers, feedback and admin hold handlers."""

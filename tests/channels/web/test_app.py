@@ -1,0 +1,75 @@
+"""The web chat's JSON API with the fakes: answers, streaming, feedback and clear 4xx errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.channels.web.app import create_app
+from bot.wiring import Runtime
+from tests.conftest import make_settings
+from tests.engine.test_evaluation import CHUNKS
+from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
+
+
+@pytest.fixture
+def client(tmp_path, store):
+    rt = Runtime(make_settings(tmp_path, max_question_chars=200, min_score=0.2), store=store,
+                 index=FakeRetriever(CHUNKS), generator=FakeGenerator("The VPN gateway is vpn.acme.example [1]"),
+                 embedder=FakeEmbedder())
+    return TestClient(create_app(rt)), store
+
+
+def test_page_and_ask(client):
+    c, store = client
+    assert "kbot" in c.get("/").text
+    data = c.post("/api/ask", json={"question": "What is the VPN gateway?"}).json()
+    assert data["mode"] == "generated" and data["citations"][0]["source"] == "/d/vpn.md"
+    assert store.get_answer(data["answer_id"]).platform == "web"
+    page = c.get(f"/answers/{data['answer_id']}")
+    assert page.status_code == 200 and "vpn.acme.example" in page.text
+
+
+def test_stream_sends_tokens_then_the_answer(client):
+    c, _ = client
+    lines = c.post("/api/ask/stream", json={"question": "What is the VPN gateway?"}).text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events[0]["type"] == "token" and events[-1]["type"] == "answer"
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "The VPN gateway is vpn.acme.example [1]"
+
+
+def test_feedback_is_stored_and_bad_input_is_a_4xx(client):
+    c, store = client
+    aid = c.post("/api/ask", json={"question": "What is the VPN gateway?"}).json()["answer_id"]
+    assert c.post("/api/feedback", json={"answer_id": aid, "vote": 1, "user_id": "u1"}).status_code == 200
+    assert c.post("/api/feedback", json={"answer_id": aid, "vote": -1, "user_id": "u1",
+                                         "correction": "vpn2"}).status_code == 200
+    rows = store.list_feedback()
+    assert len(rows) == 1 and rows[0].vote == -1 and rows[0].correction_status == "pending"
+    missing = c.post("/api/feedback", json={"answer_id": "nope", "vote": 1})
+    assert missing.status_code == 404 and "can't find that answer" in missing.json()["detail"]
+    assert c.post("/api/feedback", json={"answer_id": aid, "vote": 5}).status_code == 422
+    assert c.post("/api/feedback", json={"answer_id": aid}).status_code == 422
+    huge = c.post("/api/ask", json={"question": "x" * 500})
+    assert huge.status_code == 413 and "limit is 200" in huge.json()["detail"]
+    assert c.post("/api/ask", json={"question": "   "}).status_code == 422
+    assert c.get("/answers/nope").status_code == 404
+
+
+def test_serve_mounts_slack_http_mode_only_when_configured(tmp_path, store):
+    from bot.serve import build_server_app
+
+    plain = Runtime(make_settings(tmp_path), store=store)
+    assert TestClient(build_server_app(plain)).post("/slack/events", content=b"{}").status_code == 404
+    slack = Runtime(make_settings(tmp_path, slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                                  slack_api_url="http://127.0.0.1:9/api/"), store=store)
+    closers: list = []
+    app = build_server_app(slack, closers)
+    forged = TestClient(app).post("/slack/events", content=b"{}", headers={
+        "X-Slack-Request-Timestamp": "1700000000", "X-Slack-Signature": "v0=forged"})
+    assert forged.status_code == 401
+    assert len(closers) == 1
+    for item in closers:
+        item.close()
