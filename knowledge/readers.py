@@ -43,6 +43,36 @@ _MB = 1024 * 1024
 CSV_ROWS_PER_SECTION = 40
 
 
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far a DOCX (a ZIP archive) may inflate: in total, and as a ratio to its compressed size.
+    Checked from the archive's directory before anything is decompressed; Python's zipfile then never
+    returns more than a member's declared size, so the declared sizes bound the memory used."""
+
+    max_unzipped_bytes: int = 200 * 1024 * 1024
+    max_ratio: float = 100.0
+    max_members: int = 10_000
+
+
+def check_archive(data: bytes, limits: ArchiveLimits) -> None:
+    """ReaderError for a ZIP whose members would inflate past the limits (a "zip bomb")."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ReaderError("corrupt DOCX: not a ZIP archive") from exc
+    if len(members) > limits.max_members:
+        raise ReaderError(f"archive has {len(members):,} members (limit {limits.max_members:,})")
+    total = sum(m.file_size for m in members)
+    packed = max(sum(m.compress_size for m in members), 1)
+    if total > limits.max_unzipped_bytes:
+        raise ReaderError(f"archive would inflate to {total / _MB:,.0f} MB, over the "
+                          f"{limits.max_unzipped_bytes / _MB:,.0f} MB limit (a zip bomb?)")
+    if total / packed > limits.max_ratio and total > _MB:
+        raise ReaderError(f"archive inflates {total / packed:,.0f} times, over the {limits.max_ratio:g}x "
+                          "limit (a zip bomb?)")
+
+
 def read_file(path: Path, *, max_bytes: int | None = None) -> ReadResult:
     """Read one file from disk; raises ReaderError (or UnsupportedType) with a one-line reason."""
     path = Path(path)
@@ -57,9 +87,10 @@ def read_file(path: Path, *, max_bytes: int | None = None) -> ReadResult:
     return _read(data, kind, path.stem, max_bytes)
 
 
-def read_bytes(data: bytes, name: str, *, max_bytes: int | None = None) -> ReadResult:
+def read_bytes(data: bytes, name: str, *, max_bytes: int | None = None,
+               archive: ArchiveLimits | None = None) -> ReadResult:
     """Read an uploaded file held in memory; `name` supplies the extension and the fallback title."""
-    return _read(data, _kind_for(name), Path(name).stem, max_bytes)
+    return _read(data, _kind_for(name), Path(name).stem, max_bytes, archive or ArchiveLimits())
 
 
 def _kind_for(name: str) -> str:
@@ -78,10 +109,13 @@ def _check_size(size: int, max_bytes: int | None) -> None:
         raise ReaderError(f"file is {human(size)}, over the {human(max_bytes)} limit")
 
 
-def _read(data: bytes, kind: str, stem: str, max_bytes: int | None) -> ReadResult:
+def _read(data: bytes, kind: str, stem: str, max_bytes: int | None,
+          archive: ArchiveLimits | None = None) -> ReadResult:
     _check_size(len(data), max_bytes)
     if not (data.strip() if kind in _TEXTUAL else data):
         raise ReaderError("empty file")
+    if kind == "docx":
+        check_archive(data, archive or ArchiveLimits())
     if kind in _TEXTUAL:
         _reject_binary(data)
     try:

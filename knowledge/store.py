@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Integer,
@@ -24,7 +25,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
+    false,
     func,
     select,
 )
@@ -105,6 +108,9 @@ class FeedbackRow(Base):
     correction: Mapped[str | None] = mapped_column(Text, nullable=True)
     # none | pending | approved | rejected (review state of the correction)
     correction_status: Mapped[str] = mapped_column(String(16), default="none")
+    # True when the voter's identity was checked (a Slack/Discord user id from a signed request, a
+    # signed-in web user, the operator at the CLI); only verified votes count toward training.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
@@ -314,6 +320,7 @@ class Store:
         vote: int | None = None,
         correction: str | None = None,
         platform: str = "cli",
+        verified: bool = False,
     ) -> FeedbackRow:
         """Upsert one user's feedback on one answer. A vote replaces that user's earlier vote; a
         correction is stored as pending review. Raises UnknownAnswer for an id never logged."""
@@ -331,6 +338,7 @@ class Store:
                 if row is None:
                     row = FeedbackRow(answer_id=answer_id, user_id=user_id, platform=platform, vote=0)
                     s.add(row)
+                row.verified = verified
                 if vote is not None:
                     row.vote = vote
                 if correction:
@@ -364,6 +372,23 @@ class Store:
                 if row is None or not row.correction:
                     raise StoreError(f"no correction with feedback id {feedback_id}")
                 row.correction_status = status
+                row.updated_at = utcnow()
+                return row
+
+        return self._retry(write)
+
+    def set_correction_text(self, feedback_id: int, text: str) -> FeedbackRow:
+        """An admin's edit of a correction before approving it."""
+        text = text.strip()
+        if not text:
+            raise StoreError("a correction cannot be empty")
+
+        def write() -> FeedbackRow:
+            with self.session() as s:
+                row = s.get(FeedbackRow, feedback_id)
+                if row is None or not row.correction:
+                    raise StoreError(f"no correction with feedback id {feedback_id}")
+                row.correction = text
                 row.updated_at = utcnow()
                 return row
 
@@ -407,6 +432,42 @@ class Store:
         with self.session() as s:
             row = s.get(ChannelScopeRow, (platform, channel_id))
             return list(row.scopes) if row else None
+
+    def list_channel_scopes(self) -> list[ChannelScopeRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ChannelScopeRow).order_by(ChannelScopeRow.platform,
+                                                                   ChannelScopeRow.channel_id)))
+
+    def delete_channel_scopes(self, platform: str, channel_id: str) -> bool:
+        def write() -> bool:
+            with self.session() as s:
+                row = s.get(ChannelScopeRow, (platform, channel_id))
+                if row is not None:
+                    s.delete(row)
+                return row is not None
+
+        return self._retry(write)
+
+    # --- retention -----------------------------------------------------------------------------
+    def purge(self, *, answers_before: datetime | None, events_before: datetime | None) -> dict[str, int]:
+        """Delete delivery ids older than `events_before`, and answers older than `answers_before` with
+        their feedback; an answer whose correction still awaits review is kept until it is reviewed."""
+        counts = {"events": 0, "answers": 0, "feedback": 0}
+
+        def write() -> None:
+            with self.session() as s:
+                if events_before is not None:
+                    counts["events"] = s.execute(
+                        delete(ProcessedEventRow).where(ProcessedEventRow.created_at < events_before)).rowcount
+                if answers_before is not None:
+                    pending = select(FeedbackRow.answer_id).where(FeedbackRow.correction_status == "pending")
+                    old = select(AnswerRow.id).where(AnswerRow.created_at < answers_before,
+                                                     AnswerRow.id.not_in(pending))
+                    counts["feedback"] = s.execute(delete(FeedbackRow).where(FeedbackRow.answer_id.in_(old))).rowcount
+                    counts["answers"] = s.execute(delete(AnswerRow).where(AnswerRow.id.in_(old))).rowcount
+
+        self._retry(write)
+        return counts
 
     # --- adapters ------------------------------------------------------------------------------
     def add_adapter(self, **fields: Any) -> None:

@@ -135,3 +135,40 @@ VPN_CHUNK = Chunk(id="vpn", source="/docs/vpn.md", title="VPN", scope="default",
                   text="The VPN portal address is vpn.acme.example. The client needs version 6.2.1 or later.")
 GUEST_WIFI_CHUNK = Chunk(id="wifi", source="/docs/wifi.md", title="Wi-Fi", scope="default", score=0.9,
                          text="The guest Wi-Fi network is AcmeGuest. Guest vouchers are valid for 24 hours.")
+
+
+class FakeLearning:
+    """The learning-loop actions (bot.channels.shared.LearningActions) for tests of who may use them:
+    records the calls; approvals and rejections change the feedback row like the real ones."""
+
+    def __init__(self, store=None):
+        self.store = store
+        self.calls: list[tuple] = []
+
+    def train_now(self) -> str:
+        self.calls.append(("train",))
+        return "Training started in the background."
+
+    def promote(self, version: str) -> None:
+        from bot.core.errors import RegistryError
+
+        self.calls.append(("promote", version))
+        if self.store is not None and self.store.get_adapter(version) is None:
+            raise RegistryError(f"unknown adapter version {version!r}")
+
+    def rollback(self) -> str | None:
+        from bot.core.errors import RegistryError
+
+        self.calls.append(("rollback",))
+        raise RegistryError("no adapter is active; nothing to roll back")
+
+    def approve(self, feedback_id: int, text: str | None = None) -> str:
+        self.calls.append(("approve", feedback_id, text))
+        if text:
+            self.store.set_correction_text(feedback_id, text)
+        self.store.set_correction_status(feedback_id, "approved")
+        return "approved"
+
+    def reject(self, feedback_id: int) -> None:
+        self.calls.append(("reject", feedback_id))
+        self.store.set_correction_status(feedback_id, "rejected")

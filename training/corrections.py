@@ -45,7 +45,10 @@ def ingest_correction(store: Store, ingestor: Ingestor, settings: Settings,
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(f"# {question}\n\n{body}\n", encoding="utf-8")
     tmp.replace(path)
-    scope = correction_scope(answer.scopes or [], s.private_scopes, s.default_scope)
+    from training.dataset import DatasetPolicy
+
+    private = DatasetPolicy.from_settings(s).private_in(answer.scopes or [])
+    scope = correction_scope(answer.scopes or [], private, s.default_scope)
     title = f"Correction: {question[:80]}"
     return ingestor.ingest_file(path, scope, source=correction_source(feedback_row.id), title=title)
 

@@ -5,8 +5,11 @@
 - KTO: thumbs as unpaired desirable / undesirable completions.
 - DPO: an approved correction (chosen) against the answer it corrected (rejected).
 
-Hygiene, in the order applied: one account's votes are capped (the most recent count), answers from
-private scopes are left out of an adapter served to other scopes, secrets and PII are scrubbed,
+Hygiene, in the order applied: only votes from verified identities count (a Slack or Discord user of
+a signed request, a signed-in web user, the CLI operator; never an id a client made up), one
+account's votes are capped (the most recent count), a vote needs `min_upvotes` distinct voters
+agreeing before it becomes an example, answers from private scopes (every scope but the shared ones)
+are left out of an adapter served to other scopes, secrets and PII are scrubbed,
 exact duplicates dropped, and the train/validation split follows a hash of the prompt (the same
 prompt always lands on the same side, in every dataset). When a parent adapter exists, only
 feedback newer than its data is new; a replay share of earlier examples keeps it from forgetting.
@@ -45,11 +48,19 @@ RATED_MODES = ("generated",)
 
 @dataclass(frozen=True)
 class DatasetPolicy:
-    min_upvotes: int = 1
+    min_upvotes: int = 2  # distinct verified voters that must agree (up, or down) before votes train
     max_votes_per_user: int = 20
     private_scopes: frozenset[str] = frozenset()
+    # Scopes whose answers may train an adapter served to every scope; None: every scope is shared.
+    shared_scopes: frozenset[str] | None = frozenset({"default"})
+    verified_only: bool = True
     validation_share: float = 0.1
     replay_share: float = 0.5  # replayed earlier examples per new example
+
+    def private_in(self, scopes: Iterable[str]) -> set[str]:
+        """The private ones among `scopes`: listed as private, or not among the shared scopes."""
+        return {s for s in scopes
+                if s in self.private_scopes or (self.shared_scopes is not None and s not in self.shared_scopes)}
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DatasetPolicy:
@@ -57,6 +68,7 @@ class DatasetPolicy:
             min_upvotes=settings.min_upvotes,
             max_votes_per_user=settings.max_votes_per_user,
             private_scopes=frozenset(settings.private_scopes),
+            shared_scopes=frozenset(settings.shared_scopes),
         )
         values.update(overrides)
         return cls(**values)
@@ -180,7 +192,7 @@ def build_datasets(
     decides whether answers from private scopes may be used."""
     out = FeedbackDatasets()
     answers = {a.id: a for a in store.list_answers()}
-    by_answer = _group_feedback(store.list_feedback(), policy.max_votes_per_user, out.stats)
+    by_answer = _group_feedback(store.list_feedback(), policy.max_votes_per_user, out.stats, policy.verified_only)
     sft: list[Example] = []
     kto: list[Example] = []
     pairs: list[Pair] = []
@@ -189,7 +201,7 @@ def build_datasets(
         if answer is None:
             out.stats["unknown_answer"] += 1
             continue
-        if not _allowed_scopes(answer.scopes or [], policy.private_scopes, serve_scopes):
+        if not _allowed_scopes(answer.scopes or [], policy.private_in(answer.scopes or []), serve_scopes):
             out.stats["private_scope"] += 1
             continue
         if not answer.prompt:
@@ -218,19 +230,23 @@ def build_datasets(
 
 
 def _group_feedback(
-    rows: Iterable[FeedbackRow], cap: int, stats: Counter[str]
+    rows: Iterable[FeedbackRow], cap: int, stats: Counter[str], verified_only: bool = True
 ) -> dict[str, list[FeedbackRow]]:
-    """Feedback per answer, with each user's votes beyond their `cap` most recent turned into 0."""
+    """Feedback per answer, with unverified votes and each user's votes beyond their `cap` most
+    recent turned into 0."""
     rows = list(rows)
-    by_user: dict[str, list[FeedbackRow]] = defaultdict(list)
-    for row in rows:
-        if row.vote:
-            by_user[row.user_id].append(row)
+    by_user: dict[tuple[str, str], list[FeedbackRow]] = defaultdict(list)
     capped: set[int] = set()
+    for row in rows:
+        if row.vote and verified_only and not row.verified:
+            capped.add(row.id)
+            stats["votes_unverified"] += 1
+        elif row.vote:
+            by_user[(row.platform, row.user_id)].append(row)
     for votes in by_user.values():
         votes.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
         capped.update(r.id for r in votes[cap:])
-    stats["votes_capped"] += len(capped)
+        stats["votes_capped"] += len(votes[cap:])
     grouped: dict[str, list[FeedbackRow]] = defaultdict(list)
     for row in rows:
         if row.id in capped:
@@ -250,6 +266,7 @@ def _without_vote(row: FeedbackRow) -> FeedbackRow:
         vote=0,
         correction=row.correction,
         correction_status=row.correction_status,
+        verified=row.verified,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -299,7 +316,7 @@ def _examples_for(
     elif generated and ups >= policy.min_upvotes and downs == 0:
         sft.append(example(answer_text, "upvoted"))
         kto.append(example(answer_text, "upvoted"))
-    elif generated and downs > 0 and ups == 0:
+    elif generated and downs >= policy.min_upvotes and ups == 0:
         kto.append(example(answer_text, "downvoted", False))
     if not (sft or kto or pairs):
         return None

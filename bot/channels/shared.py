@@ -7,7 +7,8 @@ events into calls of these functions and renders their results in its own markup
 - Feedback: recording a vote or correction, its outcomes, and what each outcome tells the person.
 - Retry: what a "try again" re-asks.
 - Admin: who is an admin, and the facts `/kbot status` shows.
-- Files: safe file names and the one document downloader (knowledge.fetch).
+- Files: safe file names and the one document downloader (knowledge.fetch), with its policy.
+- Access: the per-person question rate, the scopes a chat admin may map, the learning-loop actions.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from bot.core.errors import InvalidScope, QuestionRejected, UnknownAnswer
 from bot.core.settings import Settings
 from bot.core.types import Feedback
 from bot.engine.conversation import ConversationEngine
-from knowledge.fetch import check_url, fetch_to, safe_filename
+from knowledge.fetch import FetchPolicy, check_url, fetch_to, host_port, safe_filename
 from knowledge.store import Store
 
-__all__ = ["check_url", "fetch_to", "safe_filename"]  # the downloader, re-exported for the adapters
+# the downloader, re-exported for the adapters
+__all__ = ["FetchPolicy", "check_url", "fetch_to", "host_port", "safe_filename"]
 log = logging.getLogger(__name__)
 
 
@@ -157,10 +159,19 @@ def retry_text(row: Any) -> str:
     return row.standalone_query or row.question
 
 
+# --- files ---------------------------------------------------------------------------------------------
+def fetch_policy(settings: Settings, *extra_hosts: str) -> FetchPolicy:
+    """What URL downloads may reach: public hosts, plus KBOT_FETCH_ALLOW_HOSTS and `extra_hosts` (e.g.
+    the configured Slack API host, which the operator named)."""
+    return FetchPolicy.from_settings(settings, extra_hosts)
+
+
 # --- admin ---------------------------------------------------------------------------------------------
-def is_admin(user_id: str, admins: Collection[str]) -> bool:
-    """Admins are listed by platform user id; nothing else (names, display names) makes one."""
-    return bool(user_id) and str(user_id) in {str(a) for a in admins}
+def is_admin(user_id: str, admins: Collection[str], role_ids: Collection[str | int] = ()) -> bool:
+    """Admins are listed explicitly, by platform user id or (Discord) by role id written 'role:<id>'.
+    Nothing else makes one: not a name, a display name, a role name or a platform permission."""
+    listed = {str(a) for a in admins}
+    return bool(user_id) and (str(user_id) in listed or any(f"role:{r}" in listed for r in role_ids))
 
 
 @dataclass(frozen=True)
@@ -205,3 +216,73 @@ def status(store: Store, scopes: tuple[str, ...], origin: str) -> Status:
         feedback=store.count_feedback(), pending_corrections=len(store.list_feedback(correction_status="pending")),
         scopes=scopes, scopes_origin=origin,
     )
+
+
+# --- access (issue 16): per-person question rate, what a chat admin may map, learning actions -------------
+SLOW_DOWN_TEXT = "You're asking faster than I can keep up. Please wait about {seconds} seconds and ask again."
+
+
+class RateLimit:
+    """A rate per key, e.g. questions per person (settings.question_rate: '20/minute;200/day'), one
+    counter per platform and user id, kept in settings.rate_limit_storage (memory, or Redis when
+    several replicas serve)."""
+
+    def __init__(self, rate: str, storage_uri: str = "memory://", namespace: str = "questions"):
+        from limits import parse_many, storage, strategies
+
+        self.items = parse_many(rate)
+        self.namespace = namespace
+        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
+
+    @classmethod
+    def questions(cls, settings: Settings) -> RateLimit:
+        """The per-person question rate every platform applies."""
+        return cls(settings.question_rate, settings.rate_limit_storage)
+
+    def retry_after(self, platform: str, user_id: str) -> int | None:
+        """None when this person may ask now (the question is counted), else seconds to wait."""
+        import time
+
+        for item in self.items:
+            if not self.limiter.hit(item, self.namespace, platform, str(user_id)):
+                reset = self.limiter.get_window_stats(item, self.namespace, platform, str(user_id)).reset_time
+                return max(1, int(reset - time.time() + 0.999))
+        return None
+
+
+def slow_down_text(seconds: int) -> str:
+    """The polite answer to someone over the question rate."""
+    return SLOW_DOWN_TEXT.format(seconds=seconds)
+
+
+def check_mappable(scopes: Sequence[str], allowed: Collection[str] | None, where: str) -> None:
+    """InvalidScope unless every scope is one `where` (a Discord server, a Slack workspace) may use;
+    `allowed` None means any scope (an explicit, operator-configured admin list)."""
+    if allowed is None:
+        return
+    refused = [s for s in scopes if s not in set(allowed)]
+    if refused:
+        permitted = ", ".join(sorted(allowed)) or "none"
+        raise InvalidScope(f"{where} may not use scope {', '.join(refused)} (allowed here: {permitted}). "
+                           "The operator grants scopes per server in the kbot settings.")
+
+
+class LearningActions(Protocol):
+    """What an admin can do to the learning loop from a chat or the console; bot.serve implements it
+    with training/ (the channels do not import training)."""
+
+    def train_now(self) -> str:
+        """Start one training run in the background; a line saying what happened."""
+        ...
+
+    def promote(self, version: str) -> None: ...
+
+    def rollback(self) -> str | None:
+        """The version now served (None: the base model)."""
+        ...
+
+    def approve(self, feedback_id: int, text: str | None = None) -> str:
+        """Approve a correction (optionally edited first) and ingest it; a summary line."""
+        ...
+
+    def reject(self, feedback_id: int) -> None: ...

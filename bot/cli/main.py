@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.cli.training import register as register_training
+from bot.cli.users import register as register_users
 from bot.core.settings import Settings
 from bot.core.types import DEFAULT_SCOPE, Answer, Feedback, Question, Turn
 from bot.wiring import Runtime
@@ -160,11 +161,11 @@ def chat(scope: Annotated[list[str] | None, typer.Option(help="Scopes to answer 
         history += [Turn("user", text), Turn("assistant", answer.text)]
         rating = console.input("[dim]rate: + / - / c(orrect) / enter to skip[/dim] ").strip().lower()
         if rating in ("+", "-"):
-            rt.engine.record_feedback(Feedback(answer.answer_id, "local", 1 if rating == "+" else -1))
+            rt.engine.record_feedback(Feedback(answer.answer_id, "local", 1 if rating == "+" else -1, verified=True))
         elif rating.startswith("c"):
             fix = console.input("correction> ").strip()
             if fix:
-                rt.engine.record_feedback(Feedback(answer.answer_id, "local", -1, correction=fix))
+                rt.engine.record_feedback(Feedback(answer.answer_id, "local", -1, correction=fix, verified=True))
 
 
 # --- serving -----------------------------------------------------------------------------------------
@@ -284,6 +285,7 @@ def config() -> None:
 
 
 register_training(app, runtime)
+register_users(app, runtime)
 
 
 def main() -> None:

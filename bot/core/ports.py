@@ -80,7 +80,7 @@ class AnswerLog(Protocol):
     def get_answer(self, answer_id: str) -> Any | None: ...
 
     def record_feedback(self, answer_id: str, user_id: str, *, vote: int | None = None,
-                        correction: str | None = None, platform: str = "cli") -> Any:
+                        correction: str | None = None, platform: str = "cli", verified: bool = False) -> Any:
         """Upsert one user's vote/correction on one answer; raises UnknownAnswer for unknown ids."""
         ...
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,16 +86,26 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_TOKEN", "KBOT_DISCORD_TOKEN"))
     discord_api_url: str = "https://discord.com/api/v10"
     discord_guild_id: int | None = Field(None, description="Sync commands to this guild only (fast iteration).")
-    discord_admin_role: str = "kbot-admin"
-    discord_admin_users: list[str] = Field(default_factory=list)
+    discord_admin_users: list[str] = Field(
+        default_factory=list, description="Discord user ids that are kbot admins in every server the bot is in.")
+    discord_guild_admins: dict[str, list[str]] = Field(
+        default_factory=dict, description="server id -> admin user ids, and role ids written 'role:<id>' "
+        "(never role names: anyone who can create a role could name one).")
+    discord_guild_scopes: dict[str, list[str]] = Field(
+        default_factory=dict, description="server id -> the scopes that server's admins may map and ingest "
+        "into; a server not listed may use none.")
     discord_thread_replies: bool = True
     discord_channel_scopes: dict[str, list[str]] = Field(default_factory=dict)
 
     # --- learning loop ---------------------------------------------------------------------------
     adapters_dir: Path | None = Field(None, description="Adapter versions; default <data_dir>/adapters.")
-    min_upvotes: int = 1
+    min_upvotes: int = Field(2, description="Distinct verified voters an answer needs before a vote trains.")
     max_votes_per_user: int = 20
-    private_scopes: list[str] = Field(default_factory=list)
+    shared_scopes: list[str] = Field(
+        default_factory=lambda: ["default"],
+        description="Scopes whose answers may train the adapter served to every scope; every other scope "
+        "is private (its answers never train an adapter that other scopes are served with).")
+    private_scopes: list[str] = Field(default_factory=list, description="Extra private scopes (even if shared).")
     train_after_feedback: int = Field(0, description="kbot serve trains after this many new feedback items (0=off).")
     train_schedule: str | None = Field(None, description="Cron-like 'M H * * *' schedule for kbot serve.")
     lora_rank: int = 8
@@ -104,6 +115,60 @@ class Settings(BaseSettings):
     gate_tolerance: float = 0.02
     eval_file: Path | None = Field(None, description="Held-out questions (JSONL) for the adapter gate; "
                                    "default examples/questions.jsonl when present.")
+
+    # --- sign-in, access and limits (issue 16) ---------------------------------------------------
+    web_auth: Literal["oidc", "local", "none"] | None = Field(
+        None, description="oidc | local | none. Default: oidc when KBOT_OIDC_ISSUER is set, else local. "
+        "none (no sign-in, everyone is the local admin) is refused on any address but 127.0.0.1.")
+    oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL (discovery at "
+                                    "<issuer>/.well-known/openid-configuration).")
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = Field("openid email profile", description="Scopes asked of the IdP.")
+    oidc_groups_claim: str = Field("groups", description="ID-token / userinfo claim that lists the user's groups.")
+    oidc_group_scopes: dict[str, list[str]] = Field(
+        default_factory=dict, description="IdP group -> knowledge scopes its members may read.")
+    oidc_admin_groups: list[str] = Field(default_factory=list, description="IdP groups whose members are admins.")
+    session_secret: SecretStr | None = Field(
+        None, description="Key that signs session cookies; default: generated once into <data_dir>/session.key "
+        "(set it when several replicas serve the web).")
+    session_hours: float = Field(12.0, description="A sign-in lasts this long.")
+    trusted_hosts: list[str] = Field(
+        default_factory=list, description="Host names the web app answers to; default: the host of "
+        "KBOT_PUBLIC_URL plus 127.0.0.1 and localhost.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed cross-site (none by default).")
+    max_request_kb: int = Field(256, description="Largest request body of the JSON API and forms (uploads: "
+                                "KBOT_MAX_FILE_MB).")
+    question_rate: str = Field("20/minute", description="Questions per person on each platform "
+                               "(limits syntax, e.g. '20/minute;200/day').")
+    sign_in_rate: str = Field("10/minute", description="Password sign-in attempts per address and account.")
+    rate_limit_storage: str = Field("memory://", description="Where rate-limit counters live (memory:// or "
+                                    "redis://host:6379 when several replicas serve).")
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list, description="Intranet hosts kbot may fetch URLs from although they resolve to "
+        "private addresses: 'wiki.corp' (ports 80/443) or 'wiki.corp:8080'.")
+    fetch_timeout_s: float = Field(30.0, description="Total time one URL download may take.")
+    fetch_max_redirects: int = 5
+    max_unzipped_mb: float = Field(200.0, description="DOCX/ZIP members may inflate to this much in total.")
+    max_zip_ratio: float = Field(100.0, description="Refuse DOCX/ZIP files that inflate more than this ratio.")
+    parse_memory_mb: int = Field(1024, description="Address-space cap of the process that parses an uploaded "
+                                 "file (0: parse in the server process).")
+    answer_retention_days: int = Field(365, description="Stored questions, prompts and answers older than this "
+                                       "are deleted (with their feedback, except corrections awaiting review); "
+                                       "0 keeps them.")
+    event_retention_days: int = Field(14, description="Platform delivery ids kept for de-duplication.")
+
+    @cached_property
+    def auth_mode(self) -> str:
+        """The sign-in mode in force: the configured one, else oidc when an issuer is set, else local."""
+        return self.web_auth or ("oidc" if self.oidc_issuer else "local")
+
+    @cached_property
+    def allowed_hosts(self) -> list[str]:
+        if self.trusted_hosts:
+            return list(self.trusted_hosts)
+        host = urlparse(self.public_url).hostname or "127.0.0.1"
+        return list(dict.fromkeys([host, "127.0.0.1", "localhost"]))
 
     # --- derived -----------------------------------------------------------------------------------
     @cached_property
@@ -125,7 +190,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***" if value.get_secret_value() else ""
-            elif name in ("database_url", "chroma_url") and value and "@" in str(value):
+            elif name in ("database_url", "chroma_url", "rate_limit_storage") and value and "@" in str(value):
                 scheme, rest = str(value).split("://", 1)
                 value = f"{scheme}://***@{rest.split('@', 1)[1]}"
             out[name] = value

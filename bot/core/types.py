@@ -119,3 +119,6 @@ class Feedback:
     vote: int = 0
     correction: str | None = None
     platform: str = "cli"
+    # The platform vouched for user_id (a signed Slack/Discord request, a signed-in web user, the CLI
+    # operator). Only verified votes count toward training.
+    verified: bool = False

@@ -120,6 +120,7 @@ class ConversationEngine:
             vote=feedback.vote if feedback.vote else None,
             correction=feedback.correction,
             platform=feedback.platform,
+            verified=feedback.verified,
         )
 
     def condense(self, question: Question) -> str:

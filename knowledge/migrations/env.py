@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import knowledge.accounts  # noqa: F401  (its tables join Base.metadata)
 from knowledge.store import Base
 
 config = context.config

@@ -13,6 +13,7 @@ from bot.channels.web.app import create_app
 from bot.core.errors import InvalidScope, QuestionRejected
 from bot.core.types import Feedback
 from bot.wiring import Runtime
+from knowledge.accounts import Accounts
 from tests.channels.discord.fake_api import (
     ALICE,
     APP_ID,
@@ -25,6 +26,7 @@ from tests.channels.discord.fake_api import (
     start_harness,
 )
 from tests.channels.slack.fake_api import BOT_USER_ID, FakeSlackAPI, SlackHarness, mention_event
+from tests.channels.web.helpers import PASSWORD, sign_in
 from tests.conftest import make_settings
 from tests.fakes import VPN_CHUNK as VPN
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
@@ -48,10 +50,12 @@ def api():
 
 
 def web_client(tmp_path, **settings) -> tuple[TestClient, Runtime, FakeGenerator]:
+    """The web app, signed in as alice."""
     generator = FakeGenerator("The VPN portal address is vpn.acme.example [1].")
-    rt = Runtime(make_settings(tmp_path, **settings), index=FakeRetriever([VPN]), generator=generator,
-                 embedder=FakeEmbedder())
-    return TestClient(create_app(rt)), rt, generator
+    rt = Runtime(make_settings(tmp_path, trusted_hosts=["testserver"], **settings), index=FakeRetriever([VPN]),
+                 generator=generator, embedder=FakeEmbedder())
+    Accounts(rt.store).add_local("alice", PASSWORD)
+    return sign_in(TestClient(create_app(rt)), "alice"), rt, generator
 
 
 def bot_message(custom_id: str) -> dict:

@@ -82,7 +82,9 @@ def test_train_dry_run_shows_counts_and_samples_without_loading_a_model(tmp_path
     # No generator is given, and the configured model does not exist: loading it would fail the run.
     rt = Runtime(make_settings(tmp_path, lm_path=str(tmp_path / "missing.gguf")), index=FakeRetriever([VPN]),
                  embedder=FakeEmbedder(), ingestor=FakeIngestor())
-    rt.store.record_feedback(answered(rt, "The VPN portal address is vpn.acme.example [1]."), "u1", vote=1)
+    answer_id = answered(rt, "The VPN portal address is vpn.acme.example [1].")
+    for voter in ("U1", "U2"):  # two verified voters agree (KBOT_MIN_UPVOTES=2)
+        rt.store.record_feedback(answer_id, voter, vote=1, platform="slack", verified=True)
     result = cli_for(rt)("train", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "1 SFT examples" in result.output and "upvoted" in result.output

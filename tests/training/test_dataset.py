@@ -67,8 +67,11 @@ class Users:
         assert answer.mode == mode, (question, reply)  # served as generated: the votes rate the model
         return answer.answer_id
 
-    def vote(self, answer_id: str, user: str, vote: int, correction: str | None = None):
-        return self.store.record_feedback(answer_id, user, vote=vote, correction=correction)
+    def vote(self, answer_id: str, user: str, vote: int, correction: str | None = None, *,
+             verified: bool = True, platform: str = "slack"):
+        """A vote of a platform user whose identity the platform vouched for (a Slack user id)."""
+        return self.store.record_feedback(answer_id, user, vote=vote, correction=correction, platform=platform,
+                                          verified=verified)
 
 
 @pytest.fixture
@@ -188,7 +191,7 @@ def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, t
 
 
 def test_one_account_cannot_steer_training(users, store):
-    policy = DatasetPolicy(max_votes_per_user=2, validation_share=0.0)
+    policy = DatasetPolicy(min_upvotes=1, max_votes_per_user=2, validation_share=0.0)
     asked = {
         "What is the VPN portal address?": "The VPN portal address is vpn.acme.example.",
         "Which VPN client version?": "The VPN client needs version 6.2.1 or later.",
@@ -228,7 +231,7 @@ def test_split_follows_the_prompt_hash_and_is_deterministic(users, store):
     questions = [f"What is the VPN portal address for office {i}?" for i in range(40)]
     for q in questions:
         users.vote(users.ask(q, "The VPN portal address is vpn.acme.example."), "u1", 1)
-    policy = DatasetPolicy(validation_share=0.25)
+    policy = DatasetPolicy(min_upvotes=1, validation_share=0.25)
     first, second = build_datasets(store, policy), build_datasets(store, policy)
     assert [e.answer_id for e in first.sft_validation] == [e.answer_id for e in second.sft_validation]
     assert 3 <= len(first.sft_validation) <= 20  # about a quarter of 40
@@ -250,7 +253,7 @@ def test_replay_mixes_a_share_of_earlier_examples_with_new_ones(users, store):
         users.vote(
             users.ask(f"Which VPN client version, take {i}?", "The client needs version 6.2.1."), "u2", 1
         )
-    policy = DatasetPolicy(validation_share=0.0, replay_share=0.5)
+    policy = DatasetPolicy(min_upvotes=1, validation_share=0.0, replay_share=0.5)
     data = build_datasets(store, policy, since=cutoff)
     new = [e for e in data.sft_train if e.feedback_at > cutoff]
     assert len(new) == 2 and data.replayed == 1 and len(data.sft_train) == 3
@@ -261,7 +264,7 @@ def test_replay_mixes_a_share_of_earlier_examples_with_new_ones(users, store):
 
 def test_declined_answers_and_missing_prompts_are_skipped(store):
     answer_id = store.log_answer(question="Anything?", mode="declined", answer="I couldn't find this.")
-    store.record_feedback(answer_id, "u1", vote=1)
+    store.record_feedback(answer_id, "u1", vote=1, verified=True)
     data = build_datasets(store, POLICY)
     assert data.sft_train == [] and data.stats["no_prompt"] == 1
 
@@ -336,3 +339,34 @@ def test_scrubbing_leaves_ordinary_text_alone():
         "mail me at [EMAIL] or call 0170 1234567"
     )
     assert scrub("password: hunter2hunter2") == "password: [CREDENTIAL]"
+
+
+def test_votes_from_invented_web_ids_do_not_count(users, store):
+    """Before sign-in, the web API took any user_id: such votes (and any unverified one) never train."""
+    answer = users.ask("What is the VPN portal address?", "The VPN portal is vpn.acme.example [1].")
+    for i in range(5):
+        users.vote(answer, f"web-{i}", 1, verified=False, platform="web")
+    data = build_datasets(store, DatasetPolicy(validation_share=0.0))
+    assert data.sft_train == [] and data.kto_train == [] and data.stats["votes_unverified"] == 5
+    users.vote(answer, "U1", 1)
+    assert build_datasets(store, DatasetPolicy(validation_share=0.0)).sft_train == []  # one voter is not enough
+    users.vote(answer, "U2", 1)
+    assert len(build_datasets(store, DatasetPolicy(validation_share=0.0)).sft_train) == 1
+
+
+def test_defaults_need_two_voters_and_keep_every_non_default_scope_private(users, store, tmp_path):
+    from tests.conftest import make_settings
+
+    policy = DatasetPolicy.from_settings(make_settings(tmp_path), validation_share=0.0)
+    assert policy.min_upvotes == 2 and policy.private_in(["default", "hr", "leadership"]) == {"hr", "leadership"}
+    secret = users.ask("What is the Nightjar acquisition budget?", "The Nightjar budget is 42 million euros.",
+                       scopes=("leadership",))
+    down = users.ask("Which VPN client version do I need?", "The client needs version 6.2.1 [1].")
+    for voter in ("U1", "U2"):
+        users.vote(secret, voter, 1)
+    users.vote(down, "U1", -1)
+    data = build_datasets(store, policy)
+    assert data.sft_train == [] and data.stats["private_scope"] == 1
+    assert data.kto_train == []  # one down-vote is not enough either
+    users.vote(down, "U2", -1)
+    assert [e.origin for e in build_datasets(store, policy).kto_train] == ["downvoted"]

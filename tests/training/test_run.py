@@ -38,13 +38,15 @@ FEEDBACK = [  # question, logged reply, vote, approved correction
 def runtime(tmp_path, lm_dir):
     from knowledge.generator import LocalGenerator
 
-    rt = Runtime(make_settings(tmp_path, lm_path=str(lm_dir), min_score=0.1), index=FakeRetriever(CHUNKS),
-                 embedder=FakeEmbedder(), generator=LocalGenerator(lm_dir, max_new_tokens=16))
+    rt = Runtime(make_settings(tmp_path, lm_path=str(lm_dir), min_score=0.1, min_upvotes=1),
+                 index=FakeRetriever(CHUNKS), embedder=FakeEmbedder(),
+                 generator=LocalGenerator(lm_dir, max_new_tokens=16))
     users = ConversationEngine(rt.index, FakeGenerator(), rt.store, rt.embedder, EngineConfig(min_score=0.1))
     for question, reply, vote, correction in FEEDBACK:
         users.generator.reply = reply
         answer = users.answer(Question(question))
-        row = rt.store.record_feedback(answer.answer_id, "u1", vote=vote, correction=correction)
+        row = rt.store.record_feedback(answer.answer_id, "u1", vote=vote, correction=correction, platform="slack",
+                                       verified=True)
         if correction:
             rt.store.set_correction_status(row.id, "approved")
     return rt

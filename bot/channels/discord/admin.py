@@ -1,10 +1,13 @@
 """/kbot ingest | status | scope: administration from Discord, for admins only.
 
-An admin is a user listed in KBOT_DISCORD_ADMIN_USERS (the shared rule: explicit platform ids), a
-member with the role named (or with the id) KBOT_DISCORD_ADMIN_ROLE, or a member with Manage Server in
-that server. The group is visible to everyone (Discord's own command permissions cannot express "this
-role or that user list"), so `interaction_check` decides; server admins may hide it further under
-Server Settings > Integrations.
+Admins are explicit (the shared rule): user ids in KBOT_DISCORD_ADMIN_USERS (every server), and per
+server the user ids and role ids ('role:<id>') in KBOT_DISCORD_GUILD_ADMINS. Manage Server, a role
+*name*, or owning a server the bot was invited to make nobody an admin: anyone can create a server
+and invite the bot. Each server may map and ingest into only the scopes KBOT_DISCORD_GUILD_SCOPES
+gives it (none when it is not listed); the operator-wide admins may ingest into any scope.
+The group is visible to everyone (Discord's own command permissions cannot express "this user
+list"), so `interaction_check` decides; server admins may hide it further under Server Settings >
+Integrations.
 """
 
 from __future__ import annotations
@@ -33,13 +36,22 @@ class NotAdmin(app_commands.CheckFailure):
 
 def is_admin(interaction: discord.Interaction, settings: Settings) -> bool:
     user = interaction.user
-    if shared.is_admin(str(user.id), settings.discord_admin_users):
-        return True
-    role = settings.discord_admin_role
-    if isinstance(user, discord.Member) and role and any(role in (r.name, str(r.id)) for r in user.roles):
-        return True
-    perms = interaction.permissions
-    return interaction.guild_id is not None and (perms.manage_guild or perms.administrator)
+    listed = list(settings.discord_admin_users)
+    roles: list[int] = []
+    if interaction.guild_id is not None:
+        listed += settings.discord_guild_admins.get(str(interaction.guild_id), [])
+        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
+    return shared.is_admin(str(user.id), listed, roles)
+
+
+def allowed_scopes(interaction: discord.Interaction, settings: Settings, *, ingest: bool) -> list[str] | None:
+    """The scopes this admin may use here (None: any). A server's scopes cap everyone in it; the
+    operator-wide admins may ingest into any scope."""
+    if ingest and shared.is_admin(str(interaction.user.id), settings.discord_admin_users):
+        return None
+    if interaction.guild_id is None:
+        return None if ingest else []
+    return list(settings.discord_guild_scopes.get(str(interaction.guild_id), []))
 
 
 class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot administration (admins only)"):
@@ -58,8 +70,8 @@ class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot adm
                                     error: app_commands.AppCommandError) -> None:
         """The one error handler: a refusal for non-admins, an apology for anything else."""
         if isinstance(error, NotAdmin):
-            text = (f"Only kbot admins can use `/kbot` (the `{self.settings.discord_admin_role}` role, "
-                    "Manage Server, or KBOT_DISCORD_ADMIN_USERS).")
+            text = ("Only kbot admins can use `/kbot`: the operator lists them by user or role id "
+                    "(KBOT_DISCORD_ADMIN_USERS, KBOT_DISCORD_GUILD_ADMINS).")
         else:
             log.error("/kbot %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
             text = "Sorry, something went wrong on my side. Please try again later."
@@ -91,7 +103,10 @@ class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot adm
     async def scope(self, interaction: discord.Interaction, scopes: str, server_wide: bool = False) -> None:
         try:
             names = shared.parse_scopes(scopes)
+            if interaction.guild_id is not None:
+                shared.check_mappable(names, allowed_scopes(interaction, self.settings, ingest=False), "This server")
         except InvalidScope as exc:
+            log.info("discord admin %s refused scopes in guild %s", interaction.user.id, interaction.guild_id)
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
         if interaction.guild_id is None:
@@ -119,6 +134,8 @@ class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot adm
         problem = None
         try:
             target_scope = shared.check_scope(scope.strip()) if scope else self.settings.default_scope
+            shared.check_mappable([target_scope], allowed_scopes(interaction, self.settings, ingest=True),
+                                  "This server")
             if url:
                 shared.check_url(url)
         except (InvalidScope, DownloadError) as exc:
@@ -150,7 +167,8 @@ class AdminCog(commands.GroupCog, group_name="kbot", group_description="kbot adm
         with tempfile.TemporaryDirectory(prefix="kbot-discord-") as tmp:
             try:
                 if url:
-                    path = shared.fetch_to(url, Path(tmp), max_bytes=max_bytes)
+                    path = shared.fetch_to(url, Path(tmp), max_bytes=max_bytes,
+                                           policy=shared.fetch_policy(self.settings))
                 else:
                     path = Path(tmp) / name
                     path.write_bytes(data or b"")

@@ -60,6 +60,7 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
         self.bot = bot
         self.services = services
         self.settings = services.settings
+        self.limiter = shared.RateLimit.questions(services.settings)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:
@@ -78,6 +79,9 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
             question = shared.check_question(question, self.settings)
         except QuestionRejected as exc:
             await _safe_send(interaction.followup.send(str(exc), ephemeral=True))
+            return
+        if wait := self.limiter.retry_after(PLATFORM, str(interaction.user.id)):
+            await _safe_send(interaction.followup.send(shared.slow_down_text(wait), ephemeral=True))
             return
         place = place_of(interaction.channel, interaction.guild_id)
         reply = await self._answer(question, str(interaction.user.id), place, (), str(interaction.id))
@@ -110,6 +114,10 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
         except QuestionRejected as exc:
             await _safe_send(message.reply(str(exc), mention_author=False, allowed_mentions=NO_MENTIONS))
             return
+        if wait := self.limiter.retry_after(PLATFORM, str(message.author.id)):
+            await _safe_send(message.reply(shared.slow_down_text(wait), mention_author=False,
+                                           allowed_mentions=NO_MENTIONS))
+            return
 
         history: tuple[Turn, ...] = ()
         target: discord.abc.Messageable = channel
@@ -139,7 +147,7 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
     # --- feedback ----------------------------------------------------------------------------------
     async def on_vote(self, interaction: discord.Interaction, answer_id: str, vote: int) -> None:
         await interaction.response.defer()  # a silent acknowledgement; the receipt comes ephemeral
-        feedback = Feedback(answer_id, str(interaction.user.id), vote=vote, platform=PLATFORM)
+        feedback = Feedback(answer_id, str(interaction.user.id), vote=vote, platform=PLATFORM, verified=True)
         await interaction.followup.send(await self._record(feedback), ephemeral=True)
 
     @commands.Cog.listener()
@@ -156,7 +164,8 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
         if not text:
             await interaction.followup.send("The correction was empty, so nothing was saved.", ephemeral=True)
             return
-        feedback = Feedback(match["answer_id"], str(interaction.user.id), correction=text, platform=PLATFORM)
+        feedback = Feedback(match["answer_id"], str(interaction.user.id), correction=text, platform=PLATFORM,
+                            verified=True)
         result = await self._record(feedback)
         if not result.startswith("Thanks"):  # not saved: hand the text back so it is not lost
             result += "\nYour text:\n" + clip(text, MESSAGE_LIMIT - len(result) - 20)

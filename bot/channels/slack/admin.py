@@ -48,7 +48,8 @@ def token_allowed_for(url: str, api_base: str) -> bool:
     )
 
 
-def download_slack_file(client: WebClient, file_id: str, dest_dir: Path, max_bytes: int) -> tuple[Path, str]:
+def download_slack_file(client: WebClient, file_id: str, dest_dir: Path, max_bytes: int,
+                        policy: shared.FetchPolicy | None = None) -> tuple[Path, str]:
     """files.info then url_private with the bot token. Returns (local path, file name)."""
     info: dict[str, Any] = client.files_info(file=file_id)["file"]
     name = shared.safe_filename(info.get("name") or info.get("title") or file_id)
@@ -59,7 +60,8 @@ def download_slack_file(client: WebClient, file_id: str, dest_dir: Path, max_byt
         raise DownloadError(f"Slack gave no download link for {name}")
     if not token_allowed_for(url, client.base_url):
         raise DownloadError(f"refusing to send the bot token to {urlparse(url).hostname}")
-    path = shared.fetch_to(url, dest_dir / file_id, name=name, max_bytes=max_bytes, token=client.token)
+    path = shared.fetch_to(url, dest_dir / file_id, name=name, max_bytes=max_bytes, token=client.token,
+                           policy=policy)
     if path.suffix.lower() not in (".html", ".htm") and path.read_bytes()[:200].lstrip().lower().startswith(
         (b"<!doctype html", b"<html")
     ):  # Slack answers a token without files:read with its login page
@@ -68,10 +70,17 @@ def download_slack_file(client: WebClient, file_id: str, dest_dir: Path, max_byt
     return path, name
 
 
-def download_url(client: WebClient, url: str, dest_dir: Path, max_bytes: int) -> Path:
+def download_url(client: WebClient, url: str, dest_dir: Path, max_bytes: int,
+                 policy: shared.FetchPolicy | None = None) -> Path:
     """A document URL; Slack file links get the bot token, other hosts never do."""
     token = client.token if token_allowed_for(url, client.base_url) else None
-    return shared.fetch_to(url, dest_dir / uuid.uuid4().hex[:12], max_bytes=max_bytes, token=token)
+    return shared.fetch_to(url, dest_dir / uuid.uuid4().hex[:12], max_bytes=max_bytes, token=token, policy=policy)
+
+
+def fetch_policy(ctx: SlackContext) -> shared.FetchPolicy:
+    """The safe fetcher's policy, plus the Slack API host the operator configured (Slack's file links
+    live there; in tests it is a local fake)."""
+    return shared.fetch_policy(ctx.settings, shared.host_port(ctx.client.base_url))
 
 
 def ingest_reply(name: str, scope: str, report: Any) -> str:
@@ -133,7 +142,7 @@ class AdminCommands:
         for f in files:
             name = shared.safe_filename(f.get("name") or f["id"])
             try:
-                path, name = download_slack_file(bot.client, f["id"], dest, max_bytes)
+                path, name = download_slack_file(bot.client, f["id"], dest, max_bytes, fetch_policy(bot))
                 report = bot.services.ingestor.ingest_file(path, scope, source=f"slack:{name}", title=name)
                 reply = ingest_reply(name, scope, report)
             except (DownloadError, SlackApiError) as exc:
@@ -200,7 +209,7 @@ class AdminCommands:
         bot = self.bot
         dest = bot.settings.data_dir / "uploads" / "urls"
         try:
-            path = download_url(bot.client, url, dest, int(bot.settings.max_file_mb * 1_000_000))
+            path = download_url(bot.client, url, dest, int(bot.settings.max_file_mb * 1_000_000), fetch_policy(bot))
             text = ingest_reply(url, scope, bot.services.ingestor.ingest_file(path, scope, source=url))
         except DownloadError as exc:
             text = f"Could not ingest {escape(url[:200])}: {escape(str(exc))}"

@@ -105,6 +105,7 @@ class Conversations:
     def __init__(self, ctx: SlackContext, on_files: Callable[[dict[str, Any], str, str], None]):
         self.bot = ctx
         self.on_files = on_files  # a file shared in a DM goes to the admin handlers
+        self.limiter = shared.RateLimit.questions(ctx.settings)
 
     # --- messages: mentions, DMs, thread follow-ups ----------------------------------------------
     def on_mention(self, ack: Any, event: dict[str, Any], context: Any) -> None:
@@ -143,6 +144,11 @@ class Conversations:
         except QuestionRejected as exc:
             bot.post(channel, slack_render.escape(str(exc)), thread_ts=reply_thread)
             return
+        if wait := self.limiter.retry_after(PLATFORM, user):
+            log.info("slack user %s is over the question rate", user)
+            bot.client.chat_postEphemeral(channel=channel, user=user, text=shared.slow_down_text(wait),
+                                          thread_ts=reply_thread)
+            return
         question = Question(
             text=text,
             user_id=user,
@@ -168,6 +174,9 @@ class Conversations:
             empty = not (command.get("text") or "").strip()
             example = " For example: `/ask How do I reset my VPN password?`" if empty else ""
             ack(response_type="ephemeral", text=slack_render.escape(str(exc)) + example)
+            return
+        if wait := self.limiter.retry_after(PLATFORM, command.get("user_id", "")):
+            ack(response_type="ephemeral", text=shared.slow_down_text(wait))
             return
         ack(response_type="ephemeral", text=slack_render.PLACEHOLDER)
         trigger = command.get("trigger_id") or ""

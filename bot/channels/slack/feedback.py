@@ -38,7 +38,7 @@ class FeedbackHandlers:
         ack()
         vote = 1 if action.get("action_id") == ACTION_VOTE_UP else -1
         answer_id, user = action.get("value") or "", (body.get("user") or {}).get("id", "")
-        feedback = Feedback(answer_id, user, vote=vote, platform=PLATFORM)
+        feedback = Feedback(answer_id, user, vote=vote, platform=PLATFORM, verified=True)
         outcome = shared.record_feedback(self.bot.services.engine, feedback)
         _tell(respond, shared.feedback_message(outcome, feedback))
 
@@ -75,7 +75,7 @@ class FeedbackHandlers:
             return
         user = (body.get("user") or {}).get("id", "")
         answer_id = str(meta.get("answer_id", "")) if isinstance(meta, dict) else ""
-        feedback = Feedback(answer_id, user, vote=0, correction=text, platform=PLATFORM)
+        feedback = Feedback(answer_id, user, vote=0, correction=text, platform=PLATFORM, verified=True)
         outcome = shared.record_feedback(self.bot.services.engine, feedback)
         if outcome is not shared.FeedbackOutcome.RECORDED:  # the modal stays open with the text in it
             ack(response_action="errors", errors={CORRECTION_BLOCK: shared.feedback_message(outcome, feedback)})

@@ -1,6 +1,9 @@
-"""The local web chat and its JSON API (FastAPI). Slack's HTTP endpoint is mounted next to it by
-bot/serve.py. The rules it shares with Slack and Discord (question limits, retry, de-duplication,
-feedback outcomes) come from bot.channels.shared."""
+"""The web chat, its JSON API and the admin console (FastAPI). Slack's HTTP endpoint is mounted next
+to it by bot/serve.py. The rules it shares with Slack and Discord (question limits, retry,
+de-duplication, feedback outcomes, the question rate) come from bot.channels.shared.
+
+Every route but /healthz and the sign-in pages needs a signed-in caller (access.py), and answers,
+documents and feedback are limited to the caller's scopes: what they may not see is a 404."""
 
 from __future__ import annotations
 
@@ -10,11 +13,15 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi import FastAPI, Header, HTTPException
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from bot.channels import shared
+from bot.channels.web import security
+from bot.channels.web.access import Caller, csrf_protect, require_user
+from bot.channels.web.console import console_router
+from bot.channels.web.signin import signin_router
 from bot.core.errors import AnswerFailed, InvalidScope, QuestionRejected
 from bot.core.types import Answer, Feedback, Question, Turn
 
@@ -26,59 +33,92 @@ APOLOGY = "Sorry, something went wrong while answering. Please retry."
 
 class AskRequest(BaseModel):
     question: str = Field("", description="The question (empty when `retry_of` names a failed answer).")
-    history: list[str] = Field(default_factory=list, description="Earlier questions in this chat, oldest first.")
-    user_id: str = Field("web", max_length=128)
+    history: list[str] = Field(default_factory=list, max_length=50,
+                               description="Earlier questions in this chat, oldest first (the last few count).")
     session_id: str = Field("", max_length=128)
     retry_of: str | None = Field(None, max_length=64, description="Ask the question of this failed answer again.")
 
 
 class FeedbackRequest(BaseModel):
     answer_id: str = Field(min_length=1, max_length=64)
-    user_id: str = Field("web", min_length=1, max_length=128)
     vote: int = Field(0, ge=-1, le=1)
     correction: str | None = Field(None, max_length=8000)
 
 
-def create_app(services: shared.Services) -> FastAPI:
-    app = FastAPI(title="kbot", description="Knowledge assistant: web chat and JSON API.")
+def create_app(services: shared.Services, learning: shared.LearningActions | None = None) -> FastAPI:
+    # The API description is served to signed-in callers only (/api/openapi.json, /api/reference).
+    app = FastAPI(title="kbot", description="Knowledge assistant: web chat and JSON API.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     settings = services.settings
+    from knowledge.accounts import Accounts
 
-    def to_question(req: AskRequest, idempotency_key: str | None) -> Question:
+    app.state.settings, app.state.accounts = settings, Accounts(services.store)
+    security.install(app, settings)
+    app.include_router(signin_router(settings, app.state.accounts))
+    app.include_router(console_router(services, learning))
+    questions = shared.RateLimit.questions(settings)
+
+    def visible_answer(answer_id: str, caller: Caller, missing: str) -> object:
+        """The stored answer when the caller may read every scope it was made from; else 404."""
+        row = services.store.get_answer(answer_id)
+        if row is None or not caller.can_read(row.scopes or [settings.default_scope]):
+            raise HTTPException(404, missing)
+        return row
+
+    def known_scopes() -> list[str]:
+        return sorted({d.scope for d in services.store.list_documents()})
+
+    def to_question(req: AskRequest, idempotency_key: str | None, caller: Caller) -> Question:
+        wait = questions.retry_after(PLATFORM, caller.user_id)
+        if wait:
+            raise HTTPException(429, shared.slow_down_text(wait), headers={"Retry-After": str(wait)})
         if idempotency_key and not shared.first_delivery(
                 services.store, shared.delivery_key(PLATFORM, "request", idempotency_key[:128])):
             raise HTTPException(409, "This request (Idempotency-Key) was already handled.")
-        text, history = req.question, tuple(Turn("user", h) for h in req.history[-settings.history_turns:])
+        history = tuple(Turn("user", h[:settings.max_question_chars]) for h in req.history[-settings.history_turns:])
+        text = req.question
         if req.retry_of:
-            row = services.store.get_answer(req.retry_of)
-            if row is None:
-                raise HTTPException(404, shared.RETRY_GONE_TEXT)
+            row = visible_answer(req.retry_of, caller, shared.RETRY_GONE_TEXT)
             text, history = shared.retry_text(row), ()
         try:
             text = shared.check_question(text, settings)
         except QuestionRejected as exc:
             raise HTTPException(422 if not text.strip() else 413, str(exc)) from exc
-        return Question(text, user_id=req.user_id, platform=PLATFORM, channel_id="web",
-                        thread_id=req.session_id, scopes=tuple(settings.web_scopes), history=history)
+        scopes = caller.question_scopes(known_scopes() if caller.admin else ())
+        return Question(text, user_id=caller.user_id, platform=PLATFORM, channel_id="web",
+                        thread_id=req.session_id, scopes=scopes, history=history)
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
+    def index(caller: Caller = Depends(require_user)) -> str:
         return (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(caller: Caller = Depends(require_user)) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/reference", include_in_schema=False)
+    def reference(caller: Caller = Depends(require_user)) -> HTMLResponse:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="kbot API")
 
     @app.get("/healthz")
     def healthz() -> dict:
         return {"ok": True}
 
-    @app.post("/api/ask")
-    def ask(req: AskRequest, idempotency_key: str | None = Header(None)) -> dict:
-        question = to_question(req, idempotency_key)
+    @app.post("/api/ask", dependencies=[Depends(csrf_protect)])
+    def ask(req: AskRequest, idempotency_key: str | None = Header(None),
+            caller: Caller = Depends(require_user)) -> dict:
+        question = to_question(req, idempotency_key, caller)
         try:
             return services.engine.answer(question).to_dict()
         except AnswerFailed as exc:
             raise HTTPException(503, {"message": APOLOGY, "answer_id": exc.answer_id}) from exc
 
-    @app.post("/api/ask/stream")
-    def ask_stream(req: AskRequest, idempotency_key: str | None = Header(None)) -> StreamingResponse:
-        question = to_question(req, idempotency_key)
+    @app.post("/api/ask/stream", dependencies=[Depends(csrf_protect)])
+    def ask_stream(req: AskRequest, idempotency_key: str | None = Header(None),
+                   caller: Caller = Depends(require_user)) -> StreamingResponse:
+        question = to_question(req, idempotency_key, caller)
 
         def events() -> Iterator[str]:
             try:
@@ -92,11 +132,13 @@ def create_app(services: shared.Services) -> FastAPI:
 
         return StreamingResponse(events(), media_type="application/x-ndjson")
 
-    @app.post("/api/feedback")
-    def feedback(req: FeedbackRequest) -> dict:
+    @app.post("/api/feedback", dependencies=[Depends(csrf_protect)])
+    def feedback(req: FeedbackRequest, caller: Caller = Depends(require_user)) -> dict:
         if not req.vote and not (req.correction and req.correction.strip()):
             raise HTTPException(422, "Give a vote (+1 or -1) or a correction.")
-        given = Feedback(req.answer_id, req.user_id, req.vote, req.correction, PLATFORM)
+        visible_answer(req.answer_id, caller, shared.UNKNOWN_ANSWER_TEXT)
+        # Recorded under the signed-in identity, never an id the client chose.
+        given = Feedback(req.answer_id, caller.user_id, req.vote, req.correction, PLATFORM, verified=caller.verified)
         outcome = shared.record_feedback(services.engine, given)
         message = shared.feedback_message(outcome, given)
         if outcome is shared.FeedbackOutcome.UNKNOWN_ANSWER:
@@ -106,8 +148,8 @@ def create_app(services: shared.Services) -> FastAPI:
         return {"ok": True, "message": message}
 
     @app.get("/api/docs")
-    def documents(scope: str | None = None) -> list[dict]:
-        """Ingested documents, optionally of one scope."""
+    def documents(scope: str | None = None, caller: Caller = Depends(require_user)) -> list[dict]:
+        """Ingested documents the caller may read, optionally of one scope."""
         if scope is not None:
             try:
                 shared.check_scope(scope)
@@ -115,13 +157,11 @@ def create_app(services: shared.Services) -> FastAPI:
                 raise HTTPException(422, str(exc)) from exc
         return [{"source": d.source, "title": d.title, "scope": d.scope, "chunks": d.chunk_count,
                  "status": d.status, "error": d.error} for d in services.store.list_documents()
-                if scope is None or d.scope == scope]
+                if (scope is None or d.scope == scope) and caller.can_read([d.scope])]
 
     @app.get("/answers/{answer_id}", response_class=HTMLResponse)
-    def full_answer(answer_id: str) -> str:
-        row = services.store.get_answer(answer_id)
-        if row is None:
-            raise HTTPException(404, f"Unknown answer id {answer_id!r}.")
+    def full_answer(answer_id: str, caller: Caller = Depends(require_user)) -> str:
+        row = visible_answer(answer_id, caller, f"Unknown answer id {answer_id[:64]!r}.")
         sources = "".join(
             f"<li><b>{html.escape(c.get('title', ''))}</b> {html.escape(str(c.get('page') or c.get('heading') or ''))}"
             f"<br><small>{html.escape(c.get('source', ''))}</small><blockquote>{html.escape(c.get('text', ''))}"

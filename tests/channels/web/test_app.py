@@ -1,4 +1,5 @@
-"""The web chat's JSON API with the fakes: answers, streaming, feedback and clear 4xx errors."""
+"""The web chat's JSON API with the fakes (signed in as alice): answers, streaming, feedback and
+clear 4xx errors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from bot.channels.web.app import create_app
 from bot.wiring import Runtime
+from knowledge.accounts import Accounts
+from tests.channels.web.helpers import PASSWORD, sign_in
 from tests.conftest import make_settings
 from tests.engine.test_evaluation import CHUNKS
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
@@ -16,10 +19,11 @@ from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
 
 @pytest.fixture
 def client(tmp_path, store):
-    rt = Runtime(make_settings(tmp_path, max_question_chars=200, min_score=0.2), store=store,
-                 index=FakeRetriever(CHUNKS), generator=FakeGenerator("The VPN gateway is vpn.acme.example [1]"),
-                 embedder=FakeEmbedder())
-    return TestClient(create_app(rt)), store
+    rt = Runtime(make_settings(tmp_path, max_question_chars=200, min_score=0.2, trusted_hosts=["testserver"]),
+                 store=store, index=FakeRetriever(CHUNKS),
+                 generator=FakeGenerator("The VPN gateway is vpn.acme.example [1]"), embedder=FakeEmbedder())
+    Accounts(store).add_local("alice", PASSWORD)
+    return sign_in(TestClient(create_app(rt)), "alice"), store
 
 
 def test_page_and_ask(client):
@@ -43,11 +47,13 @@ def test_stream_sends_tokens_then_the_answer(client):
 def test_feedback_is_stored_and_bad_input_is_a_4xx(client):
     c, store = client
     aid = c.post("/api/ask", json={"question": "What is the VPN gateway?"}).json()["answer_id"]
-    assert c.post("/api/feedback", json={"answer_id": aid, "vote": 1, "user_id": "u1"}).status_code == 200
-    assert c.post("/api/feedback", json={"answer_id": aid, "vote": -1, "user_id": "u1",
+    assert c.post("/api/feedback", json={"answer_id": aid, "vote": 1}).status_code == 200
+    # a user id in the body is ignored: the vote is the signed-in person's
+    assert c.post("/api/feedback", json={"answer_id": aid, "vote": -1, "user_id": "someone-else",
                                          "correction": "vpn2"}).status_code == 200
     rows = store.list_feedback()
     assert len(rows) == 1 and rows[0].vote == -1 and rows[0].correction_status == "pending"
+    assert rows[0].user_id == Accounts(store).by_username("alice").id and rows[0].verified
     missing = c.post("/api/feedback", json={"answer_id": "nope", "vote": 1})
     assert missing.status_code == 404 and "can't find that answer" in missing.json()["detail"]
     assert c.post("/api/feedback", json={"answer_id": aid, "vote": 5}).status_code == 422
@@ -61,10 +67,10 @@ def test_feedback_is_stored_and_bad_input_is_a_4xx(client):
 def test_serve_mounts_slack_http_mode_only_when_configured(tmp_path, store):
     from bot.serve import build_server_app
 
-    plain = Runtime(make_settings(tmp_path), store=store)
+    plain = Runtime(make_settings(tmp_path, trusted_hosts=["testserver"]), store=store)
     assert TestClient(build_server_app(plain)).post("/slack/events", content=b"{}").status_code == 404
     slack = Runtime(make_settings(tmp_path, slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
-                                  slack_api_url="http://127.0.0.1:9/api/"), store=store)
+                                  slack_api_url="http://127.0.0.1:9/api/", trusted_hosts=["testserver"]), store=store)
     closers: list = []
     app = build_server_app(slack, closers)
     forged = TestClient(app).post("/slack/events", content=b"{}", headers={
