@@ -102,8 +102,6 @@ def groups_of(claims: dict[str, Any], claim: str) -> list[str]:
 
 
 def add_oidc_routes(router: APIRouter, settings: Settings, accounts: Accounts, idp: Any) -> None:
-    from authlib.integrations.starlette_client import OAuthError
-
     callback_url = settings.public_url.rstrip("/") + "/auth/oidc/callback"
 
     @router.get("/auth/oidc/login")
@@ -119,8 +117,8 @@ def add_oidc_routes(router: APIRouter, settings: Settings, accounts: Accounts, i
     async def oidc_callback(request: Request) -> Any:
         try:
             token = await idp.authorize_access_token(request)
-        except OAuthError as exc:
-            log.info("OIDC sign-in refused: %s", exc.error)
+        except Exception as exc:  # OAuthError, a bad ID-token signature or claim, the IdP unreachable
+            log.info("OIDC sign-in refused: %s %s", type(exc).__name__, getattr(exc, "error", ""))
             return render(request, "login.html", None, next="/", oidc=True, status_code=400,
                           error="Sign-in with your company account failed; please try again.")
         claims = dict(token.get("userinfo") or {})
