@@ -8,7 +8,7 @@ connectors).
   The connection then goes to the address that was checked, so a DNS answer that changes between the
   check and the connection (rebinding) cannot reach anything else.
 - Redirects are followed by hand, at most `max_redirects`; a bearer token is only ever sent to the
-  first host.
+  first origin (scheme, host and port).
 - Size, total time and content-type limits; no half-written file is left behind.
 - Errors are one uniform line that does not tell what is listening where (no "connection refused"
   versus "timed out"); the precise reason goes to the log at DEBUG.
@@ -132,13 +132,14 @@ def fetch_to(url: str, folder: Path, *, max_bytes: int, name: str | None = None,
     policy = policy or FetchPolicy()
     deadline = time.monotonic() + policy.timeout_s
     first_host = urlparse(url).hostname
+    first_origin = _origin(url)
     folder.mkdir(parents=True, exist_ok=True)
     dest: Path | None = None
     try:
         with httpx.Client(timeout=min(policy.timeout_s, TIMEOUT_S), follow_redirects=False, trust_env=False) as client:
             current = url
             for _hop in range(policy.max_redirects + 1):
-                with _open(client, current, token if urlparse(current).hostname == first_host else None,
+                with _open(client, current, token if _origin(current) == first_origin else None,
                            policy) as resp:
                     if resp.is_redirect and resp.headers.get("location"):
                         current = check_url(urljoin(current, resp.headers["location"]))
@@ -158,6 +159,11 @@ def fetch_to(url: str, folder: Path, *, max_bytes: int, name: str | None = None,
             dest.unlink(missing_ok=True)  # no half-written file is left to be ingested later
         log.debug("fetch of a URL on %s refused or failed: %s", first_host, exc)
         raise DownloadError(UNREACHABLE) from exc
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parsed = urlparse(url)
+    return parsed.scheme, (parsed.hostname or "").lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _open(client: httpx.Client, url: str, token: str | None, policy: FetchPolicy) -> Any:
