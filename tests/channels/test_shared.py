@@ -254,3 +254,38 @@ def test_feedback_outcome_messages():
     assert "👎" in shared.feedback_message(shared.FeedbackOutcome.RECORDED, down)
     assert "review" in shared.feedback_message(shared.FeedbackOutcome.RECORDED, fix)
     assert shared.feedback_message(shared.FeedbackOutcome.FAILED, up) == shared.FEEDBACK_FAILED_TEXT
+
+
+async def test_question_rate_is_polite_everywhere(tmp_path, api):
+    """One question a minute: the second is answered with the same polite line (an ephemeral message in
+    Slack and Discord, 429 with Retry-After on the web) and never reaches the engine."""
+    slack = SlackHarness(tmp_path / "s", api, question_rate="1/minute")
+    try:
+        for _ in range(2):
+            msg = api.user_message("C1", f"<@{BOT_USER_ID}> {QUESTION}", channel_type="channel")
+            slack.send_event(mention_event(msg))
+            slack.settle()
+        acked = slack.send_command("/ask", QUESTION, response_url=api.response_url()).json()["text"]
+        assert slack.store.count_answers() == 1
+    finally:
+        slack.close()
+    [ephemeral] = api.of("chat.postEphemeral")
+    assert ephemeral.args["text"].startswith("You're asking faster than I can keep up")
+    assert ephemeral.args["user"] == "U1"
+    assert acked.startswith("You're asking faster")
+
+    discord = await start_harness(tmp_path / "d", question_rate="1/minute")
+    try:
+        await discord.interact(ask(QUESTION))
+        await discord.interact(ask(QUESTION))
+        last = discord.fake.requests("POST", WEBHOOK)[-1].body
+        assert last["content"].startswith("You're asking faster") and last["flags"] == 64
+        assert discord.runtime.store.count_answers() == 1
+    finally:
+        await discord.close()
+
+    web, rt, _ = web_client(tmp_path / "w", question_rate="1/minute")
+    assert web.post("/api/ask", json={"question": QUESTION}).status_code == 200
+    limited = web.post("/api/ask", json={"question": QUESTION})
+    assert limited.status_code == 429 and limited.headers["retry-after"].isdigit()
+    assert limited.json()["detail"].startswith("You're asking faster") and rt.store.count_answers() == 1
