@@ -367,3 +367,46 @@ def test_mangled_binaries_raise_only_reader_errors(source: Path) -> None:
                 read_bytes(bytes(blob), source.name)
             except ReaderError as exc:
                 assert str(exc) and "\n" not in str(exc)
+
+
+# --- archives and PDF limits (issue 16) ------------------------------------------------------------------
+def test_zip_bombs_are_refused_from_the_archive_directory(tmp_path: Path) -> None:
+    from knowledge.readers import ArchiveLimits, read_bytes
+    from tests.knowledge.zip_bombs import docx_bomb
+
+    big = docx_bomb(tmp_path / "big.docx", 300).read_bytes()
+    assert len(big) < 1_000_000  # 300 MB of text in under a megabyte
+    with pytest.raises(ReaderError, match=r"would inflate to 300 MB, over the 200 MB limit \(a zip bomb\?\)"):
+        read_bytes(big, "big.docx")
+    dense = docx_bomb(tmp_path / "dense.docx", 20).read_bytes()  # under the total, but 1000:1
+    with pytest.raises(ReaderError, match=r"inflates \d[\d,]* times, over the 100x limit"):
+        read_bytes(dense, "dense.docx")
+    with pytest.raises(ReaderError, match="inflates"):
+        read_bytes(dense, "dense.docx", archive=ArchiveLimits(max_ratio=50))
+    normal = (DOCS / "hr" / "remote-work-policy.docx").read_bytes()
+    assert read_bytes(normal, "policy.docx").kind == "docx"
+
+
+def test_pypdf_has_its_decompression_limits() -> None:
+    """pyproject's floor (pypdf>=6.10.2) is the first release with output limits on every filter, the
+    /Length cap and FlateDecode parameter limits."""
+    from importlib.metadata import version
+
+    from pypdf import filters
+
+    major, minor, patch = (int(p) for p in version("pypdf").split(".")[:3])
+    assert (major, minor, patch) >= (6, 10, 2)
+    for limit in ("ZLIB_MAX_OUTPUT_LENGTH", "LZW_MAX_OUTPUT_LENGTH", "RUN_LENGTH_MAX_OUTPUT_LENGTH",
+                  "MAX_DECLARED_STREAM_LENGTH", "MAX_ARRAY_BASED_STREAM_OUTPUT_LENGTH"):
+        assert 0 < getattr(filters, limit) <= 100_000_000, limit
+
+
+def test_isolated_parsing_turns_a_parser_out_of_memory_into_a_clear_error() -> None:
+    from knowledge.readers import ArchiveLimits
+    from knowledge.sandbox import read_isolated
+
+    data = (DOCS / "hr" / "remote-work-policy.docx").read_bytes()
+    ok = read_isolated(data, "policy.docx", max_bytes=None, archive=ArchiveLimits(), memory_mb=1024)
+    assert ok.title == "Hybrid and Remote Work Policy"
+    with pytest.raises(ReaderError, match="ran out of memory or crashed|needs more memory"):
+        read_isolated(data, "policy.docx", max_bytes=None, archive=ArchiveLimits(), memory_mb=40)

@@ -99,3 +99,27 @@ def test_reopening_keeps_data(tmp_path):
     url = f"sqlite:///{tmp_path / 'kbot.db'}"
     aid = Store(url).log_answer(question="q")
     assert Store(url).get_answer(aid).question == "q"
+
+
+def test_retention_purges_old_answers_and_delivery_ids_but_not_pending_corrections(any_store):
+    from datetime import timedelta
+
+    from knowledge.store import AnswerRow, ProcessedEventRow, utcnow
+
+    old = utcnow() - timedelta(days=400)
+    stale = any_store.log_answer(question="old", created_at=old)
+    pending = any_store.log_answer(question="old, correction pending", created_at=old)
+    fresh = any_store.log_answer(question="new")
+    any_store.record_feedback(stale, "u1", vote=1)
+    any_store.record_feedback(pending, "u2", correction="fix me")
+    any_store.claim_event("slack:old")
+    any_store.claim_event("slack:new")
+    with any_store.session() as s:
+        s.get(ProcessedEventRow, "slack:old").created_at = old
+    counts = any_store.purge(answers_before=utcnow() - timedelta(days=365),
+                             events_before=utcnow() - timedelta(days=14))
+    assert counts == {"answers": 1, "feedback": 1, "events": 1}
+    with any_store.session() as s:
+        assert {a.id for a in s.query(AnswerRow)} == {pending, fresh}
+    assert any_store.claim_event("slack:old") is True and any_store.claim_event("slack:new") is False
+    assert [f.correction for f in any_store.list_feedback()] == ["fix me"]
