@@ -36,13 +36,14 @@ def router(ctx: ConsoleContext) -> APIRouter:
             return "error", f"{name}: {report.skipped[0][1]}"
         return "ok", f"{name} into scope {scope}: {report.summary()}"
 
-    def ingest(request: Request, path: Path, scope: str, source: str, title: str | None) -> None:
+    def ingest(request: Request, path: Path, scope: str, source: str, label: str) -> None:
+        """Ingest under `source` (the document keeps the title its reader finds) and say how it went."""
         try:
-            report = services.ingestor.ingest_file(path, scope, source=source, title=title)
+            report = services.ingestor.ingest_file(path, scope, source=source)
         except KbotError as exc:
-            flash(request, f"{title or source}: {exc}", "error")
+            flash(request, f"{label}: {exc}", "error")
             return
-        kind, text = report_line(title or source, scope, report)
+        kind, text = report_line(label, scope, report)
         flash(request, text, kind)
 
     def scope_of(value: str) -> str:
@@ -94,7 +95,7 @@ def router(ctx: ConsoleContext) -> APIRouter:
             except DownloadError as exc:
                 flash(request, f"{url[:200]}: {exc}", "error")
                 return
-            ingest(request, path, scope, url, None)
+            ingest(request, path, scope, url, url[:200])
 
     def document(doc_id: str) -> Any:
         doc = services.store.get_document(doc_id)
@@ -105,11 +106,11 @@ def router(ctx: ConsoleContext) -> APIRouter:
     def reingest(request: Request, doc: Any, scope: str) -> None:
         source = doc.source
         if source.startswith(UPLOAD_PREFIX) and (uploads / source[len(UPLOAD_PREFIX):]).exists():
-            ingest(request, uploads / source[len(UPLOAD_PREFIX):], scope, source, doc.title)
+            ingest(request, uploads / source[len(UPLOAD_PREFIX):], scope, source, doc.title or source)
         elif source.startswith(("http://", "https://")):
             fetch_and_ingest(request, source, scope)
         elif Path(source).is_file():
-            ingest(request, Path(source), scope, source, doc.title)
+            ingest(request, Path(source), scope, source, doc.title or source)
         else:
             flash(request, f"The original of {doc.title or source} is not kept on the server; upload it again.",
                   "error")

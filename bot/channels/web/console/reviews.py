@@ -29,7 +29,8 @@ def router(ctx: ConsoleContext) -> APIRouter:
     def page(request: Request, caller: Caller = Depends(require_admin)) -> Any:
         pending = [(f, store.get_answer(f.answer_id)) for f in store.list_feedback(correction_status="pending")]
         done = [f for f in store.list_feedback() if f.correction_status in ("approved", "rejected")][-20:]
-        return render(request, "console/reviews.html", caller, nav="reviews", pending=pending,
+        names = {u.id: u.username for u in ctx.accounts.list()}  # web feedback is stored by account id
+        return render(request, "console/reviews.html", caller, nav="reviews", pending=pending, names=names,
                       done=list(reversed(done)), available=ctx.learning is not None)
 
     @r.post("/{feedback_id}/approve", dependencies=[Depends(csrf_protect)])
