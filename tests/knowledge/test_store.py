@@ -123,3 +123,16 @@ def test_retention_purges_old_answers_and_delivery_ids_but_not_pending_correctio
         assert {a.id for a in s.query(AnswerRow)} == {pending, fresh}
     assert any_store.claim_event("slack:old") is True and any_store.claim_event("slack:new") is False
     assert [f.correction for f in any_store.list_feedback()] == ["fix me"]
+
+
+def test_migrations_match_the_models(any_store):
+    """Alembic's head schema and the SQLAlchemy models (store.py, accounts.py) describe the same tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import knowledge.accounts  # noqa: F401  (its tables join Base.metadata)
+    from knowledge.store import Base
+
+    with any_store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []

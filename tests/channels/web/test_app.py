@@ -79,3 +79,22 @@ def test_serve_mounts_slack_http_mode_only_when_configured(tmp_path, store):
     assert len(closers) == 1
     for item in closers:
         item.close()
+
+
+def test_slack_events_stay_open_to_signed_requests_only(tmp_path, store):
+    """Sign-in guards everything else; /slack/events is checked by Slack's signature instead."""
+    import json
+
+    from bot.serve import build_server_app
+    from tests.channels.slack.fake_api import SIGNING_SECRET, signed_headers
+
+    slack = Runtime(make_settings(tmp_path, slack_bot_token="xoxb-test", slack_signing_secret=SIGNING_SECRET,
+                                  slack_api_url="http://127.0.0.1:9/api/", trusted_hosts=["testserver"]), store=store)
+    closers: list = []
+    client = TestClient(build_server_app(slack, closers))
+    body = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "legacy"})
+    ok = client.post("/slack/events", content=body, headers=signed_headers(body))
+    assert ok.status_code == 200 and ok.json() == {"challenge": "c-123"}
+    assert client.post("/api/ask", json={"question": "VPN?"}).status_code == 401  # the rest needs sign-in
+    for item in closers:
+        item.close()
