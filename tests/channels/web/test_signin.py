@@ -154,3 +154,16 @@ def test_questions_over_the_rate_get_429_with_retry_after(tmp_path, store):
     assert "Please wait about" in limited.json()["detail"]
     other = sign_in(TestClient(client.app), "bob")  # the limit is per person
     assert other.post("/api/ask", json={"question": "What is the VPN gateway?"}).status_code == 200
+
+
+def test_serve_purges_what_the_retention_settings_say(tmp_path, store):
+    from datetime import timedelta
+
+    from bot.serve import purge_expired
+    from knowledge.store import utcnow
+
+    old = store.log_answer(question="old", created_at=utcnow() - timedelta(days=40))
+    keep = web_runtime(tmp_path, store, answer_retention_days=0)  # 0 keeps everything
+    assert purge_expired(keep)["answers"] == 0 and store.get_answer(old) is not None
+    month = web_runtime(tmp_path, store, answer_retention_days=30)
+    assert purge_expired(month)["answers"] == 1 and store.get_answer(old) is None
