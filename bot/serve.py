@@ -174,12 +174,15 @@ def purge_expired(runtime: Runtime) -> dict[str, int]:
     """Delete what the retention settings say is too old (KBOT_ANSWER_RETENTION_DAYS, KBOT_EVENT_RETENTION_DAYS)."""
     from datetime import timedelta
 
+    from knowledge.retention import purge
     from knowledge.store import utcnow
 
     s, now = runtime.settings, utcnow()
-    counts = runtime.store.purge(
+    counts = purge(
+        runtime.store,
         answers_before=now - timedelta(days=s.answer_retention_days) if s.answer_retention_days > 0 else None,
-        events_before=now - timedelta(days=s.event_retention_days) if s.event_retention_days > 0 else None)
+        events_before=now - timedelta(days=s.event_retention_days) if s.event_retention_days > 0 else None,
+    )
     if any(counts.values()):
         log.info("retention: deleted %(answers)d answers, %(feedback)d feedback rows, %(events)d delivery ids",
                  counts)

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
-    delete,
     event,
     false,
     func,
@@ -447,27 +446,6 @@ class Store:
                 return row is not None
 
         return self._retry(write)
-
-    # --- retention -----------------------------------------------------------------------------
-    def purge(self, *, answers_before: datetime | None, events_before: datetime | None) -> dict[str, int]:
-        """Delete delivery ids older than `events_before`, and answers older than `answers_before` with
-        their feedback; an answer whose correction still awaits review is kept until it is reviewed."""
-        counts = {"events": 0, "answers": 0, "feedback": 0}
-
-        def write() -> None:
-            with self.session() as s:
-                if events_before is not None:
-                    counts["events"] = s.execute(
-                        delete(ProcessedEventRow).where(ProcessedEventRow.created_at < events_before)).rowcount
-                if answers_before is not None:
-                    pending = select(FeedbackRow.answer_id).where(FeedbackRow.correction_status == "pending")
-                    old = select(AnswerRow.id).where(AnswerRow.created_at < answers_before,
-                                                     AnswerRow.id.not_in(pending))
-                    counts["feedback"] = s.execute(delete(FeedbackRow).where(FeedbackRow.answer_id.in_(old))).rowcount
-                    counts["answers"] = s.execute(delete(AnswerRow).where(AnswerRow.id.in_(old))).rowcount
-
-        self._retry(write)
-        return counts
 
     # --- adapters ------------------------------------------------------------------------------
     def add_adapter(self, **fields: Any) -> None:

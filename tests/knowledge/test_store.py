@@ -116,8 +116,10 @@ def test_retention_purges_old_answers_and_delivery_ids_but_not_pending_correctio
     any_store.claim_event("slack:new")
     with any_store.session() as s:
         s.get(ProcessedEventRow, "slack:old").created_at = old
-    counts = any_store.purge(answers_before=utcnow() - timedelta(days=365),
-                             events_before=utcnow() - timedelta(days=14))
+    from knowledge.retention import purge
+
+    counts = purge(any_store, answers_before=utcnow() - timedelta(days=365),
+                   events_before=utcnow() - timedelta(days=14))
     assert counts == {"answers": 1, "feedback": 1, "events": 1}
     with any_store.session() as s:
         assert {a.id for a in s.query(AnswerRow)} == {pending, fresh}
