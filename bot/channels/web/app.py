@@ -15,7 +15,10 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from bot.channels import shared
+from bot.channels.web.metrics import add_operations
+from bot.core import telemetry
 from bot.core.errors import AnswerFailed, InvalidScope, QuestionRejected
+from bot.core.settings import secret
 from bot.core.types import Answer, Feedback, Question, Turn
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class FeedbackRequest(BaseModel):
 def create_app(services: shared.Services) -> FastAPI:
     app = FastAPI(title="kbot", description="Knowledge assistant: web chat and JSON API.")
     settings = services.settings
+    add_operations(app, services.store, secret(settings.metrics_token))  # /metrics and the access log
 
     def to_question(req: AskRequest, idempotency_key: str | None) -> Question:
         if idempotency_key and not shared.first_delivery(
@@ -71,24 +75,33 @@ def create_app(services: shared.Services) -> FastAPI:
     @app.post("/api/ask")
     def ask(req: AskRequest, idempotency_key: str | None = Header(None)) -> dict:
         question = to_question(req, idempotency_key)
+        trace = telemetry.AnswerTrace(PLATFORM)
         try:
-            return services.engine.answer(question).to_dict()
+            answer = services.engine.answer(question, trace)
+            with trace.step("kbot.post"):
+                return answer.to_dict()
         except AnswerFailed as exc:
             raise HTTPException(503, {"message": APOLOGY, "answer_id": exc.answer_id}) from exc
+        finally:
+            trace.end()
 
     @app.post("/api/ask/stream")
     def ask_stream(req: AskRequest, idempotency_key: str | None = Header(None)) -> StreamingResponse:
         question = to_question(req, idempotency_key)
 
         def events() -> Iterator[str]:
+            trace = telemetry.AnswerTrace(PLATFORM)
             try:
-                for item in services.engine.stream(question):
+                for item in services.engine.stream(question, trace):
                     if isinstance(item, Answer):
-                        yield json.dumps({"type": "answer", **item.to_dict()}) + "\n"
+                        with trace.step("kbot.post"):
+                            yield json.dumps({"type": "answer", **item.to_dict()}) + "\n"
                     else:
                         yield json.dumps({"type": "token", "text": item}) + "\n"
             except AnswerFailed as exc:
                 yield json.dumps({"type": "error", "answer_id": exc.answer_id, "message": APOLOGY}) + "\n"
+            finally:
+                trace.end()
 
         return StreamingResponse(events(), media_type="application/x-ndjson")
 
