@@ -57,7 +57,7 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     log.info("web chat on http://%s:%d", host or s.host, port or s.port)
     try:
         # log_config=None: uvicorn's records go through kbot's handler (JSON or Rich); its access log
-        # is replaced by kbot.access (bot/channels/web/metrics.py), which never logs query strings.
+        # is replaced by bot.access (bot/channels/web/metrics.py), which never logs query strings.
         uvicorn.run(app, host=host or s.host, port=port or s.port, log_config=None, access_log=False,
                     log_level="info")
     finally:

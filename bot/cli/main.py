@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-log = logging.getLogger("kbot.cli")
+log = logging.getLogger("bot.cli")
 _runtime: Runtime | None = None
 _settings: Settings | None = None
 

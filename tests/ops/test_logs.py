@@ -74,7 +74,7 @@ async def test_no_question_or_answer_text_in_logs(json_logs, tmp_path, store):
     assert answered == {"web", "slack", "discord"}
     for r in lines:
         assert {"time", "level", "logger", "message"} <= set(r)
-    access = [r for r in lines if r["logger"] == "kbot.access"]
+    access = [r for r in lines if r["logger"] == "bot.access"]
     assert {(r["http_method"], r["http_path"], r["http_status"]) for r in access} >= {
         ("POST", "/api/ask", 200), ("POST", "/api/feedback", 200), ("GET", "/api/docs", 200)}
     assert all("?" not in r["message"] for r in access)
@@ -94,13 +94,13 @@ def test_rich_at_a_terminal_and_json_elsewhere():
 
 
 def test_json_lines_carry_context_and_tracebacks(json_logs):
-    log = logging.getLogger("kbot.test")
+    log = logging.getLogger("bot.test")
     log.info("answer %s shown", "a1", extra={"answer_id": "a1", "platform": "slack"})
     try:
         raise KeyError("boom")
     except KeyError:
         log.exception("failed")
     first, second = records(json_logs)[-2:]
-    assert first == {**first, "level": "INFO", "logger": "kbot.test", "message": "answer a1 shown",
+    assert first == {**first, "level": "INFO", "logger": "bot.test", "message": "answer a1 shown",
                      "answer_id": "a1", "platform": "slack"}
     assert second["level"] == "ERROR" and "KeyError: 'boom'" in second["exc"]

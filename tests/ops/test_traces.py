@@ -85,3 +85,17 @@ def test_tracing_is_off_without_an_endpoint():
     from bot.serve import configure_tracing
 
     assert configure_tracing("kbot-test", environ={}) is False
+
+
+async def test_discord_answer_span_tree(tmp_path, spans):
+    from tests.channels.discord.fake_api import VPN_QUESTION, start_harness
+    from tests.channels.discord.fake_api import ask as discord_ask
+
+    harness = await start_harness(tmp_path)
+    try:
+        await harness.interact(discord_ask(VPN_QUESTION))
+    finally:
+        await harness.close()
+    finished = [s for s in spans.get_finished_spans() if s.name.startswith("kbot.")]
+    assert tree(finished) == {"kbot.ask": ["kbot.generate", "kbot.post", "kbot.retrieve"]}
+    assert next(s for s in finished if s.name == "kbot.ask").attributes["kbot.platform"] == "discord"

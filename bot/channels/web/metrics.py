@@ -10,8 +10,8 @@ It joins three sources:
   versions by status): they are true across processes and replicas, and for the training runs that
   `kbot train` (a CronJob) or the scheduler's child process made.
 
-The access log replaces uvicorn's: one line per request with the method, the route's path without its
-query string, the status and the duration; no bodies, no headers, no question text.
+The access log (logger `bot.access`) replaces uvicorn's: one line per request with the method, the
+route's path without its query string, the status and the duration; no bodies, headers or text.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from knowledge.store import Store
 
-access_log = logging.getLogger("kbot.access")
+access_log = logging.getLogger("bot.access")  # not under "kbot": Bolt sets that logger's level
 log = logging.getLogger(__name__)
 UNSCRAPED = ("/metrics", "/healthz")
 
