@@ -52,7 +52,7 @@ class Runtime:
     def index(self) -> KnowledgeIndex:
         from knowledge.index import KnowledgeIndex, chroma_client
 
-        client = chroma_client(self.settings.chroma_url, self.settings.chroma_dir)
+        client = chroma_client(self.settings.chroma_url, self.settings.chroma_dir, secret(self.settings.chroma_token))
         return KnowledgeIndex(client, self.settings.collection, self.embedder, self.settings)
 
     @cached_property

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/kbot.db.")
     chroma_path: Path | None = Field(None, description="Embedded Chroma folder; default <data_dir>/chroma.")
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:8000); switches to HttpClient.")
+    chroma_token: SecretStr | None = Field(
+        None, description="Bearer token sent to the Chroma server (its token-checking proxy, see docs/deploy.md).")
     collection: str = Field("kbot", description="Chroma collection name (3-512 chars of [a-zA-Z0-9._-]).")
 
     # --- models ----------------------------------------------------------------------------------
