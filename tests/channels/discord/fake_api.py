@@ -360,7 +360,7 @@ async def _read_body(request: web.Request) -> Any:
 _DISCORD_TASKS = ("discord", "CommandTree")
 
 
-async def settle(timeout: float = 10.0) -> None:
+async def settle(timeout: float = 30.0) -> None:
     """Wait until every task discord.py spawned for the delivered events (command invocations,
     listeners, button and modal dispatch) has finished."""
     deadline = time.monotonic() + timeout
