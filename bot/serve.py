@@ -4,6 +4,7 @@ adapter watcher (hot swap) and the optional training schedule."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -11,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bot.channels.web.app import create_app
+from bot.core.logs import configure_logging
 from bot.core.settings import Settings, secret
 from bot.wiring import Runtime
 from training.refresh import LoopParts
@@ -36,6 +38,7 @@ def build_server_app(runtime: Runtime, closers: list | None = None) -> FastAPI:
 def serve(runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
     s = runtime.settings
     check_exposure(s, host or s.host, runtime.store)
+    configure_tracing("kbot-serve")
     _ = runtime.engine  # load the models before accepting traffic, not on the first question
     background = []
     if secret(s.slack_bot_token) and secret(s.slack_app_token):
@@ -57,10 +60,34 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     app = build_server_app(runtime, background)
     log.info("web chat on http://%s:%d", host or s.host, port or s.port)
     try:
-        uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")
+        # log_config=None: uvicorn's records go through kbot's handler (JSON or Rich); its access log
+        # is replaced by bot.access (bot/channels/web/metrics.py), which never logs query strings.
+        uvicorn.run(app, host=host or s.host, port=port or s.port, log_config=None, access_log=False,
+                    log_level="info")
     finally:
         for item in background:
             item.close()
+
+
+# --- traces --------------------------------------------------------------------------------------------
+def configure_tracing(service: str, environ: dict[str, str] | None = None) -> bool:
+    """Export kbot's spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces-specific
+    variable) is set; otherwise leave the OpenTelemetry API's no-op tracer in place. The exporter reads
+    the standard OTEL_* variables itself (headers, timeout, certificate)."""
+    env = os.environ if environ is None else environ
+    if not (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME", service)}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    log.info("traces: exporting over OTLP/HTTP")
+    return True
 
 
 def loop_parts(runtime: Runtime) -> LoopParts:
@@ -72,7 +99,8 @@ def train_in_child(settings: Settings) -> None:
     """Entry point of the scheduler's training process: one `kbot train --if-needed`."""
     from training.refresh import run_refresh
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s training: %(message)s")
+    configure_logging(fmt=settings.log_format)
+    configure_tracing("kbot-train")
     report = run_refresh(loop_parts(Runtime(settings)), if_needed=True, progress=False)
     log.info("%s", report.message)
     for reason in report.reasons:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from bot.core import telemetry
 from bot.core.ports import AnswerLog, Embedder, Generator
 from bot.core.settings import Settings, secret
 from bot.engine.conversation import ConversationEngine, EngineConfig
@@ -51,7 +52,7 @@ class Runtime:
     def index(self) -> KnowledgeIndex:
         from knowledge.index import KnowledgeIndex, chroma_client
 
-        client = chroma_client(self.settings.chroma_url, self.settings.chroma_dir)
+        client = chroma_client(self.settings.chroma_url, self.settings.chroma_dir, secret(self.settings.chroma_token))
         return KnowledgeIndex(client, self.settings.collection, self.embedder, self.settings)
 
     @cached_property
@@ -83,6 +84,7 @@ class Runtime:
         if active is not None:  # serve the promoted adapter of the learning loop
             generator.load_adapter(active.version, active.path)
             generator.set_adapter(active.version)
+        telemetry.serving_adapter(generator.active_adapter)
         return generator
 
     @cached_property

@@ -23,12 +23,16 @@ COSINE = {"hnsw:space": "cosine"}
 PAGE = 5000  # one get() of 100k ids overflows SQLite's variable limit
 
 
-def chroma_client(url: str | None, path: Path) -> Any:
-    """An embedded PersistentClient by default; an HttpClient when a Chroma server URL is set."""
+def chroma_client(url: str | None, path: Path, token: str | None = None) -> Any:
+    """An embedded PersistentClient by default; an HttpClient when a Chroma server URL is set, sending
+    `Authorization: Bearer <token>` when a token is given (chromadb's own token client provider)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if url and token:
+        chroma_settings.chroma_client_auth_provider = "chromadb.auth.token_authn.TokenAuthClientProvider"
+        chroma_settings.chroma_client_auth_credentials = token
     if url:
         from urllib.parse import urlparse
 

@@ -26,6 +26,7 @@ from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bot.core import telemetry
 from bot.core.errors import ReaderError, UnsupportedType
 from bot.core.settings import Settings
 from knowledge.index import KnowledgeIndex
@@ -139,6 +140,7 @@ class Ingestor:
                         self.forget(doc.source)
                         report.removed.append(doc.source)
         report.seconds = time.perf_counter() - started
+        telemetry.record_ingest(report)
         log.info("ingest: %s", report.summary())
         return report
 
@@ -154,6 +156,7 @@ class Ingestor:
         if prepared is not None:
             self._write([prepared], report, None, None, started)
         report.seconds = time.perf_counter() - started
+        telemetry.record_ingest(report)
         return report
 
     def forget(self, source: str) -> int:

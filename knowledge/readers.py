@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import charset_normalizer
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
@@ -148,6 +149,9 @@ def _reject_binary(data: bytes) -> None:
 
 
 def _decode(data: bytes) -> str:
+    """Text of a file in whatever encoding it was saved in: UTF-8 (with or without BOM) and UTF-16 with
+    a BOM directly; anything else (cp1252, Latin-1, Shift-JIS, ...) as charset-normalizer detects it.
+    Bytes that read as gibberish in every encoding are refused."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
@@ -156,7 +160,20 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ReaderError(f"not valid UTF-8 text (undecodable bytes at offset {exc.start})") from exc
+        offset = exc.start
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is None:
+        raise ReaderError(f"not valid text in UTF-8 or any other encoding kbot recognises "
+                          f"(undecodable bytes at offset {offset})")
+    # Short Western text reads equally well as cp1250, cp1252 or Mac Roman; when cp1252 is among the
+    # equally good readings, take it (the usual encoding of Windows documents, and the fallback browsers
+    # use for unlabelled Western pages): otherwise 'Crème' would come out as 'Crčme'.
+    for match in matches:
+        if (match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence - 0.1
+                and "cp1252" in match.could_be_from_charset):
+            return data.decode("cp1252")
+    return str(best)
 
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.+?)\s*#*\s*$")

@@ -22,11 +22,18 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
+NEEDS_MEMORY = "the file needs more memory to parse than kbot allows (KBOT_PARSE_MEMORY_MB)"
+
+
 def _parse(data: bytes, name: str, max_bytes: int | None, archive: ArchiveLimits) -> ReadResult:
     try:
         return read_bytes(data, name, max_bytes=max_bytes, archive=archive)
     except MemoryError:
-        raise ReaderError("the file needs more memory to parse than kbot allows (KBOT_PARSE_MEMORY_MB)") from None
+        raise ReaderError(NEEDS_MEMORY) from None
+    except ReaderError as exc:  # a C parser (lxml) reports the cap as its own "Out of memory" error
+        if "out of memory" in str(exc).lower():
+            raise ReaderError(NEEDS_MEMORY) from None
+        raise
 
 
 def read_isolated(data: bytes, name: str, *, max_bytes: int | None, archive: ArchiveLimits, memory_mb: int,

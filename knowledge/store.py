@@ -162,6 +162,9 @@ class Store:
     """All reads and writes of the relational store. Thread-safe; one instance per process."""
 
     def __init__(self, url: str, *, migrate: bool = True):
+        from knowledge.urls import encode_userinfo
+
+        url = encode_userinfo(url)  # a raw '@' in the password means the password, not the host
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -493,6 +496,24 @@ class Store:
                     setattr(row, k, v)
 
         self._retry(write)
+
+    # --- operations: counts for /metrics -----------------------------------------------------------
+    def operational_counts(self) -> dict[str, dict[str, int]]:
+        """Grouped counts an operator watches (one query each, no rows loaded): documents and chunks
+        by document status, corrections by review state, adapter versions by status."""
+        with self.session() as s:
+            chunks = func.coalesce(func.sum(DocumentRow.chunk_count), 0)
+            docs = s.execute(select(DocumentRow.status, func.count(), chunks).group_by(DocumentRow.status)).all()
+            corrections = s.execute(select(FeedbackRow.correction_status, func.count())
+                                    .where(FeedbackRow.correction.is_not(None))
+                                    .group_by(FeedbackRow.correction_status)).all()
+            adapters = s.execute(select(AdapterRow.status, func.count()).group_by(AdapterRow.status)).all()
+        return {
+            "documents": {status: n for status, n, _ in docs},
+            "chunks": {status: int(chunks) for status, _, chunks in docs},
+            "corrections": dict(corrections),
+            "adapters": dict(adapters),
+        }
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

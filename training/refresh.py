@@ -13,6 +13,7 @@ run finished (training, evaluation and manifest): Ctrl-C or a crash leaves the r
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.core import telemetry
 from bot.core.ports import Generator
 from bot.core.settings import Settings
 from bot.engine.scoring import EvalItem, load_eval_file
@@ -88,6 +90,23 @@ def default_eval_items(settings: Settings) -> list[EvalItem]:
     return load_eval_file(Path(path)) if Path(path).exists() else []
 
 
+def _counted(turn: Callable[..., RefreshReport]) -> Callable[..., RefreshReport]:
+    """Count each turn in kbot_training_runs_total by its status (failed: it raised)."""
+
+    @functools.wraps(turn)
+    def counted(*args: Any, **kwargs: Any) -> RefreshReport:
+        try:
+            report = turn(*args, **kwargs)
+        except BaseException:
+            telemetry.TRAINING_RUNS.labels("failed").inc()
+            raise
+        telemetry.TRAINING_RUNS.labels(report.status).inc()
+        return report
+
+    return counted
+
+
+@_counted
 def run_refresh(
     parts: LoopParts,
     *,
@@ -171,6 +190,7 @@ def run_refresh(
                     heldout=data.sft_validation, scopes=scopes, details=details,
                 )
                 passed, reasons = gate(candidate, baseline, s.gate_tolerance)
+                telemetry.GATE_OUTCOMES.labels("passed" if passed else "failed").inc()
             else:
                 passed, reasons = False, ["the generator is a remote server: evaluate and promote by hand"]
             manifest = {

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bot.core import telemetry
 from bot.core.errors import RegistryError
 from bot.core.ports import BASE, Generator
 from knowledge.store import AdapterRow, Store
@@ -171,6 +172,7 @@ class AdapterWatcher:
         self.generator.set_adapter(want)
         if want is not None:
             self._remember(want)
+        telemetry.serving_adapter(want)
         log.info("now serving %s", want or "the base model")
         return want or BASE
 

@@ -1,6 +1,6 @@
 """`kbot serve` runs the learning loop itself: after N new feedback items
-(settings.train_after_feedback) or on a cron-like schedule (settings.train_schedule,
-"minute hour day-of-month month day-of-week"). Off when both are unset.
+(settings.train_after_feedback) or on a cron schedule (settings.train_schedule, read by croniter:
+"minute hour day-of-month month day-of-week", names and @daily-style nicknames). Off when both are unset.
 
 Training runs in a separate, niced process (multiprocessing "spawn", see `run_in_process`; the
 child's entry point is `bot.serve.train_in_child`), never in the server's own threads: the bot keeps
@@ -15,86 +15,46 @@ import multiprocessing
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from croniter import croniter
+
+from bot.core.errors import ConfigError
 from knowledge.store import Store, utcnow
 
 if TYPE_CHECKING:
     from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))
 
 
 @dataclass(frozen=True)
 class CronSchedule:
-    """The five classic cron fields with *, lists (1,5), ranges (1-5) and steps (*/15, 0-30/10).
-    Weekday 0 (or 7) is Sunday. Times are UTC, like everything the store records."""
+    """A cron expression as croniter reads it: five fields with names (`MON-FRI`, `JAN`), lists,
+    ranges and steps, or a nickname (`@daily`, `@weekly`, `@hourly`). When both day-of-month and
+    day-of-week are restricted, either one matching fires (classic cron). Times are UTC, like
+    everything the store records."""
 
-    minute: frozenset[int]
-    hour: frozenset[int]
-    day: frozenset[int]
-    month: frozenset[int]
-    weekday: frozenset[int]
+    expression: str
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
-        parts = text.split()
-        if len(parts) != 5:
-            raise ValueError(f"schedule {text!r} needs 5 fields: minute hour day-of-month month day-of-week")
-        values = {}
-        for part, (name, low, high) in zip(parts, _FIELDS, strict=True):
-            values[name] = _parse_field(part, name, low, high + (1 if name == "weekday" else 0))
-        values["weekday"] = frozenset(d % 7 for d in values["weekday"])
-        return cls(**values)
+        text = " ".join(text.split())
+        if not text.startswith("@") and len(text.split()) != 5:
+            raise ConfigError(f"KBOT_TRAIN_SCHEDULE {text!r} needs 5 fields: minute hour day-of-month month "
+                              "day-of-week (e.g. '30 3 * * MON-FRI'), or @hourly / @daily / @weekly / @monthly")
+        if not croniter.is_valid(text):
+            raise ConfigError(f"KBOT_TRAIN_SCHEDULE {text!r} is not a valid cron expression (a field is out of "
+                              "range or misspelt)")
+        return cls(text)
 
     def matches(self, when: datetime) -> bool:
-        return (
-            when.minute in self.minute
-            and when.hour in self.hour
-            and when.day in self.day
-            and when.month in self.month
-            and (when.isoweekday() % 7) in self.weekday
-        )
+        return croniter.match(self.expression, when.replace(second=0, microsecond=0))
 
     def next_after(self, when: datetime) -> datetime:
-        """The first matching minute strictly after `when` (searched up to ~4 years ahead)."""
-        t = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        for _ in range(4 * 366 * 24 * 60):
-            if t.month not in self.month:
-                t = (t.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
-                continue
-            if t.day not in self.day or (t.isoweekday() % 7) not in self.weekday:
-                t = t.replace(hour=0, minute=0) + timedelta(days=1)
-                continue
-            if t.hour not in self.hour:
-                t = t.replace(minute=0) + timedelta(hours=1)
-                continue
-            if t.minute in self.minute:
-                return t
-            t += timedelta(minutes=1)
-        raise ValueError("schedule never fires")
-
-
-def _parse_field(part: str, name: str, low: int, high: int) -> frozenset[int]:
-    out: set[int] = set()
-    for item in part.split(","):
-        body, _, step_text = item.partition("/")
-        try:
-            step = int(step_text) if step_text else 1
-            if body == "*":
-                start, end = low, high
-            elif "-" in body:
-                start, end = (int(x) for x in body.split("-", 1))
-            else:
-                start = end = int(body)
-        except ValueError:
-            raise ValueError(f"bad {name} field {part!r} in schedule") from None
-        if step < 1 or start < low or end > high or start > end:
-            raise ValueError(f"{name} field {part!r} is outside {low}-{high}")
-        out.update(range(start, end + 1, step))
-    return frozenset(out)
+        """The first matching minute strictly after `when`."""
+        return croniter(self.expression, when).get_next(datetime)
 
 
 def run_in_process(target: Callable[[Settings], None], settings: Settings) -> int:

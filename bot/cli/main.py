@@ -15,7 +15,9 @@ from rich.table import Table
 
 from bot.cli.training import register as register_training
 from bot.cli.users import register as register_users
-from bot.core.settings import Settings
+from bot.core.errors import ConfigError, KbotError
+from bot.core.logs import configure_logging
+from bot.core.settings import Settings, load_settings, unknown_variables
 from bot.core.types import DEFAULT_SCOPE, Answer, Feedback, Question, Turn
 from bot.wiring import Runtime
 
@@ -28,13 +30,25 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+log = logging.getLogger("bot.cli")
 _runtime: Runtime | None = None
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    """The settings of this command (loaded once; a bad value is a ConfigError naming the variable)."""
+    global _settings
+    if _runtime is not None:
+        return _runtime.settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
 
 
 def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = Runtime(Settings())
+        _runtime = Runtime(settings())
     return _runtime
 
 
@@ -44,12 +58,10 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "alembic", "bm25s", "LiteLLM"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Logs go to stderr: Rich at a terminal, JSON lines otherwise (KBOT_LOG_FORMAT overrides).
+    configure_logging(verbose=verbose, fmt=settings().log_format)
+    for warning in unknown_variables():
+        log.warning(warning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # e.g. the tokenizer's length warning when the splitter counts tokens
@@ -279,7 +291,9 @@ def config() -> None:
     table = Table(title="kbot settings (KBOT_* env vars / .env)")
     table.add_column("setting")
     table.add_column("value")
-    for key, value in runtime().settings.masked().items():
+    from knowledge.urls import mask_url
+
+    for key, value in settings().masked(mask_url).items():
         table.add_row(key, json.dumps(value, default=str) if not isinstance(value, str) else value)
     console.print(table)
 
@@ -289,7 +303,13 @@ register_users(app, runtime)
 
 
 def main() -> None:
-    app()
+    """The `kbot` entry point: a KbotError that escapes a command is one line on stderr, not a
+    traceback; exit code 2 for a configuration problem (a missing token, a bad setting), else 1."""
+    try:
+        app()
+    except KbotError as exc:
+        err.print(f"kbot: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ Slack or Discord guide's instructions work as written.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +28,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/kbot.db.")
     chroma_path: Path | None = Field(None, description="Embedded Chroma folder; default <data_dir>/chroma.")
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:8000); switches to HttpClient.")
+    chroma_token: SecretStr | None = Field(
+        None, description="Bearer token sent to the Chroma server (its token-checking proxy, see docs/deploy.md).")
     collection: str = Field("kbot", description="Chroma collection name (3-512 chars of [a-zA-Z0-9._-]).")
 
     # --- models ----------------------------------------------------------------------------------
@@ -116,7 +121,7 @@ class Settings(BaseSettings):
     eval_file: Path | None = Field(None, description="Held-out questions (JSONL) for the adapter gate; "
                                    "default examples/questions.jsonl when present.")
 
-    # --- sign-in, access and limits (issue 16) ---------------------------------------------------
+    # --- sign-in, access and limits ---------------------------------------------------
     web_auth: Literal["oidc", "local", "none"] | None = Field(
         None, description="oidc | local | none. Default: oidc when KBOT_OIDC_ISSUER is set, else local. "
         "none (no sign-in, everyone is the local admin) is refused on any address but 127.0.0.1.")
@@ -170,6 +175,11 @@ class Settings(BaseSettings):
         host = urlparse(self.public_url).hostname or "127.0.0.1"
         return list(dict.fromkeys([host, "127.0.0.1", "localhost"]))
 
+    # --- operations (metrics, logs, traces) ----------------------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that GET /metrics requires (default: /metrics is open, like /healthz).")
+    log_format: str = Field("auto", description="auto | json | rich: JSON lines when stderr is not a terminal.")
+
     # --- derived -----------------------------------------------------------------------------------
     @cached_property
     def db_url(self) -> str:
@@ -183,26 +193,67 @@ class Settings(BaseSettings):
     def adapters_root(self) -> Path:
         return self.adapters_dir or self.data_dir / "adapters"
 
-    def masked(self) -> dict[str, Any]:
-        """Effective settings for display: secrets and URL passwords replaced by ***."""
+    def masked(self, mask_url: Callable[[str], str]) -> dict[str, Any]:
+        """Effective settings for display: secrets replaced by ***, and every URL-valued setting shown
+        through `mask_url` (knowledge.urls.mask_url: SQLAlchemy's rendering, which hides passwords)."""
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***" if value.get_secret_value() else ""
-            elif name in ("database_url", "chroma_url", "rate_limit_storage") and value and "@" in str(value):
-                scheme, rest = str(value).split("://", 1)
-                value = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
             out[name] = value
-        out["db_url (effective)"] = self.masked_db_url()
+        out["db_url (effective)"] = mask_url(self.db_url)
         return out
 
-    def masked_db_url(self) -> str:
-        url = self.db_url
-        if "@" in url and "://" in url:
-            scheme, rest = url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return url
+
+# --- loading: one clear line for a bad setting, a warning for an unknown one -----------------------
+NOT_SETTINGS = frozenset({"KBOT_TEST_PG_URL"})  # KBOT_ variables read by tools, not by Settings
+
+
+def env_names(cls: type[Settings] = Settings) -> dict[str, str]:
+    """Every environment variable Settings reads -> its field name."""
+    names: dict[str, str] = {}
+    for name, info in cls.model_fields.items():
+        names[f"KBOT_{name.upper()}"] = name
+        alias = info.validation_alias
+        for choice in alias.choices if isinstance(alias, AliasChoices) else ():
+            names[str(choice).upper()] = name
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> list[str]:
+    """One warning line per KBOT_* variable (in the environment or the .env file) that no setting reads,
+    with the closest known name."""
+    known = env_names()
+    seen: Iterable[str] = list((os.environ if environ is None else environ).keys())
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values  # pydantic-settings reads .env with python-dotenv too
+
+        seen = [*seen, *dotenv_values(env_file).keys()]
+    warnings = []
+    for name in sorted({n.upper() for n in seen}):
+        if not name.startswith("KBOT_") or name in known or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (see `kbot config`)"
+        warnings.append(f"unknown setting {name} is ignored{hint}")
+    return warnings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env; a bad value raises ConfigError naming the variable."""
+    from bot.core.errors import ConfigError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"KBOT_{field.upper()}: {error['msg']} (got {str(error.get('input'))[:40]!r})")
+        raise ConfigError("bad setting " + "; ".join(problems)) from None
 
 
 def secret(value: SecretStr | None) -> str | None:

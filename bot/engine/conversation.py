@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bot.core import telemetry
 from bot.core.errors import AnswerFailed
 from bot.core.ports import AnswerLog, Embedder, Generator, Retriever
 from bot.core.text import content_words
@@ -55,19 +56,39 @@ class ConversationEngine:
         self.config = config or EngineConfig()
 
     # --- public --------------------------------------------------------------------------------
-    def answer(self, question: Question) -> Answer:
+    def answer(self, question: Question, trace: telemetry.AnswerTrace | None = None) -> Answer:
         final = None
-        for item in self.stream(question):
+        for item in self.stream(question, trace):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
         return final
 
-    def stream(self, question: Question) -> Iterator[str | Answer]:
+    def stream(self, question: Question, trace: telemetry.AnswerTrace | None = None) -> Iterator[str | Answer]:
         """Yield generated text pieces as they arrive, then the final `Answer` (whose text may differ:
-        an unsupported generation is replaced by the quoted evidence)."""
+        an unsupported generation is replaced by the quoted evidence).
+
+        `trace`: the answer's trace, opened by the channel that posts the answer (it adds the
+        `kbot.post` step and ends it); without one the engine traces the answer on its own."""
+        own_trace = trace is None
+        trace = trace or telemetry.AnswerTrace(question.platform)
+        try:
+            yield from self._stream(question, trace)
+        except GeneratorExit:  # the consumer stopped reading (a client went away): not an error
+            raise
+        except BaseException as exc:
+            trace.fail(exc)
+            raise
+        finally:
+            if own_trace:
+                trace.end()
+
+    def _stream(self, question: Question, trace: telemetry.AnswerTrace) -> Iterator[str | Answer]:
         started = time.perf_counter()
         answer_id = new_id()
+        platform = question.platform
+        telemetry.QUESTIONS.labels(platform).inc()
+        trace.set(answer_id=answer_id)
         query = self.condense(question)
         row = dict(
             id=answer_id,
@@ -82,11 +103,15 @@ class ConversationEngine:
             adapter_version=self.generator.active_adapter,
         )
         try:
-            chunks = self.retriever.retrieve(query, question.scopes, self.config.top_k)
-            retrieved_ms = _ms(started)
-            evidence = select_evidence(query, chunks, self.embedder, self.config.evidence_sentences)
+            with trace.step("kbot.retrieve", scopes=",".join(question.scopes), k=self.config.top_k) as span:
+                chunks = self.retriever.retrieve(query, question.scopes, self.config.top_k)
+                retrieved_ms = _ms(started)
+                evidence = select_evidence(query, chunks, self.embedder, self.config.evidence_sentences)
+                span.set_attribute("kbot.chunks", len(chunks))
+            telemetry.RETRIEVE_SECONDS.labels(platform).observe(retrieved_ms / 1000)
         except Exception as exc:
             self.store.log_answer(**row, mode="error", error=f"retrieval: {exc}", latency={"total_ms": _ms(started)})
+            telemetry.ANSWERS.labels(platform, "error").inc()
             log.exception("retrieval failed for answer %s", answer_id)
             raise AnswerFailed(answer_id, exc) from exc
         row["retrieved"] = [{"id": c.id, "score": round(c.score, 4), "source": c.source} for c in chunks]
@@ -101,13 +126,24 @@ class ConversationEngine:
         messages = build_messages(query, sources)
         row["prompt"] = json.dumps(messages, ensure_ascii=False)
         pieces: list[str] = []
+        span = trace.start("kbot.generate", adapter=row["adapter_version"] or "base")
+        telemetry.GENERATIONS_IN_FLIGHT.inc()
         try:
             for piece in self.generator.generate(messages):
+                if not pieces:
+                    first = time.perf_counter() - started
+                    telemetry.FIRST_TOKEN_SECONDS.labels(platform).observe(first)
+                    span.set_attribute("kbot.first_token_ms", int(first * 1000))
                 pieces.append(piece)
                 yield piece
         except Exception as exc:  # the evidence is still good: quote it instead of failing
             log.warning("generation failed for answer %s (%s); answering extractively", answer_id, exc)
             row["error"] = f"generation: {exc}"
+            span.record_exception(exc)
+        finally:
+            telemetry.GENERATIONS_IN_FLIGHT.dec()
+            span.set_attribute("kbot.pieces", len(pieces))
+            span.end()
         generated = tidy("".join(pieces))
         answer = self._decide(generated, evidence, sources, answer_id, query)
         yield self._finish(answer, row, started, retrieved_ms)
@@ -122,6 +158,7 @@ class ConversationEngine:
             platform=feedback.platform,
             verified=feedback.verified,
         )
+        telemetry.record_feedback(feedback.platform, feedback.vote, bool(feedback.correction))
 
     def condense(self, question: Question) -> str:
         """A standalone query: a follow-up ('what version does it need?') borrows the previous
@@ -183,7 +220,12 @@ class ConversationEngine:
             citations=[c.__dict__ for c in answer.citations],
             latency={"retrieve_ms": retrieved_ms, "total_ms": answer.latency_ms},
         )
-        log.info("answer %s mode=%s latency=%dms", answer.answer_id, answer.mode, answer.latency_ms)
+        platform = row["platform"]
+        telemetry.ANSWERS.labels(platform, answer.mode).inc()
+        telemetry.ANSWER_SECONDS.labels(platform, answer.mode).observe(answer.latency_ms / 1000)
+        telemetry.serving_adapter(answer.adapter_version)
+        log.info("answer %s mode=%s latency=%dms", answer.answer_id, answer.mode, answer.latency_ms,
+                 extra={"answer_id": answer.answer_id, "platform": platform, "mode": answer.mode})
         return answer
 
 

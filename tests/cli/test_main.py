@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -56,3 +57,86 @@ def test_help_explains_every_command():
     for command in ("ingest", "docs", "forget", "ask", "chat", "serve", "eval", "config", "slack", "discord", "train",
                     "adapters", "feedback"):
         assert command in result.output
+
+
+# --- one line and exit code 2 for configuration problems; masked URLs; unknown variables ----------------
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """No KBOT_/Slack/Discord variables and no .env: the command sees only what the test sets."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("KBOT_", "SLACK_", "DISCORD_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(cli, "_runtime", None)
+    monkeypatch.setattr(cli, "_settings", None)
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.argv", ["kbot", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+@pytest.mark.parametrize("command, needs", [("slack", "SLACK_BOT_TOKEN"), ("discord", "DISCORD_TOKEN")])
+def test_missing_token_is_one_line_and_exit_2(clean_env, monkeypatch, capsys, command, needs):
+    code, out, err = run_main(monkeypatch, capsys, command)
+    assert code == 2
+    assert err.strip().startswith("kbot: ") and needs in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in out + err
+
+
+def test_bad_setting_is_one_line_and_exit_2(clean_env, monkeypatch, capsys):
+    monkeypatch.setenv("KBOT_TOP_K", "many")
+    code, _, err = run_main(monkeypatch, capsys, "docs")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "KBOT_TOP_K" in err and "'many'" in err and "Traceback" not in err
+
+
+def test_bad_schedule_is_a_config_error(tmp_path):
+    from bot.core.errors import ConfigError
+    from training.scheduler import TrainingScheduler
+
+    settings = make_settings(tmp_path, train_schedule="0 3 * *")
+    with pytest.raises(ConfigError, match="KBOT_TRAIN_SCHEDULE"):
+        TrainingScheduler(settings, Runtime(settings).store, runner=lambda: 0)
+
+
+def test_unknown_kbot_variables_warn_with_a_suggestion(clean_env, monkeypatch, capsys):
+    monkeypatch.setenv("KBOT_TOPK", "3")
+    monkeypatch.setenv("KBOT_LOG_FORMAT", "json")
+    code, out, err = run_main(monkeypatch, capsys, "config")
+    assert code == 0
+    [warning] = [json.loads(line) for line in err.splitlines() if "KBOT_TOPK" in line]
+    assert warning["level"] == "WARNING"
+    assert warning["message"] == "unknown setting KBOT_TOPK is ignored; did you mean KBOT_TOP_K?"
+
+
+def test_unknown_variables_in_the_env_file_warn_too(tmp_path):
+    from bot.core.settings import unknown_variables
+
+    env = tmp_path / ".env"
+    env.write_text("KBOT_CHUNK_SIZ=80\nKBOT_TOP_K=3\nSLACK_BOT_TOKEN=x\n")
+    assert unknown_variables({"KBOT_ZZZ_NOTHING": "1", "KBOT_TEST_PG_URL": "x"}, env) == [
+        "unknown setting KBOT_CHUNK_SIZ is ignored; did you mean KBOT_CHUNK_SIZE?",
+        "unknown setting KBOT_ZZZ_NOTHING is ignored (see `kbot config`)",
+    ]
+
+
+def test_config_masks_every_url_with_sqlalchemy_rendering(clean_env, monkeypatch, capsys):
+    monkeypatch.setenv("KBOT_DATABASE_URL", "postgresql+psycopg2://kbot:p@ss@word@db:5432/kbot")
+    monkeypatch.setenv("KBOT_OPENAI_BASE_URL", "https://svc:0penai-pw@llm.internal:8443/v1?api_key=k3y")
+    monkeypatch.setenv("KBOT_CHROMA_URL", "http://chroma-user:chr0ma-pw@chroma:8000")
+    monkeypatch.setenv("KBOT_OPENAI_API_KEY", "sk-abcdef")
+    code, out, _ = run_main(monkeypatch, capsys, "config")
+    assert code == 0
+    for secret in ("p@ss", "ss@word", "0penai-pw", "k3y", "chr0ma-pw", "sk-abcdef"):
+        assert secret not in out, secret
+    assert "postgresql+psycopg2://kbot:***@db:5432/kbot" in out
+    assert "https://svc:***@llm.internal:8443/v1?api_key=***" in out
+    assert "http://chroma-user:***@chroma:8000" in out

@@ -111,7 +111,8 @@ def test_bad_files_each_get_one_clear_line_and_the_batch_goes_on(rt, tmp_path):
     (folder / "corrupt.pdf").write_bytes(pdf[: len(pdf) // 3])
     (folder / "binary.txt").write_bytes(bytes(range(256)) * 40)
     (folder / "empty.md").write_text("")
-    (folder / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e".encode("latin-1") * 10)
+    # Mostly UTF-8 with a few stray bytes: no encoding reads it as text.
+    (folder / "mixed.txt").write_bytes("Grüße ".encode() * 20 + b"\xff\xfe\xfa" + "Grüße".encode() * 20)
     (folder / "huge.md").write_text("word " * 400_000)
     (folder / "image.png").write_bytes(b"\x89PNG\r\n")
     rt.settings.max_file_mb = 1.0
@@ -122,7 +123,7 @@ def test_bad_files_each_get_one_clear_line_and_the_batch_goes_on(rt, tmp_path):
     assert "corrupt" in reasons["corrupt.pdf"]
     assert "binary" in reasons["binary.txt"]
     assert "empty" in reasons["empty.md"]
-    assert "UTF-8" in reasons["latin1.txt"]
+    assert "UTF-8" in reasons["mixed.txt"]
     assert "limit" in reasons["huge.md"]
     assert [Path(s).name for s, _ in report.skipped] == ["image.png"]
     assert not report.ok
@@ -231,3 +232,15 @@ def test_chunk_boundaries_do_not_depend_on_the_files_path_or_scope(rt, tmp_path)
         by_source.setdefault(chunk.source, []).append(chunk.text)
     first, second = by_source.values()
     assert first == second
+
+
+def test_a_cp1252_file_is_ingested_with_its_characters(rt, tmp_path):
+    folder = tmp_path / "windows"
+    folder.mkdir()
+    text = ("# Reisekosten\n\nDie Pauschale für Übernachtungen beträgt 25 € pro Nacht. „Quittungen“ sind "
+            "nötig – bitte an die Buchhaltung.\n")
+    (folder / "reisekosten.md").write_bytes(text.encode("cp1252"))
+    report = rt.ingestor.ingest_paths([folder])
+    assert report.ok and len(report.added) == 1, report.failed
+    found = texts(rt, "Pauschale Übernachtungen")
+    assert "25 € pro Nacht" in found and "„Quittungen“" in found and "nötig – bitte" in found

@@ -300,10 +300,25 @@ def test_whitespace_only_file(tmp_path: Path, name: str) -> None:
     assert error_of(p) == "empty file"
 
 
+def test_legacy_encodings_are_detected(tmp_path: Path) -> None:
+    p = tmp_path / "windows.txt"
+    p.write_bytes("Café prices in München: 4 € for “coffee” – “tea” is free.".encode("cp1252"))
+    assert read_file(p).sections[0].text == "Café prices in München: 4 € for “coffee” – “tea” is free."
+    latin = tmp_path / "latin1.md"
+    latin.write_bytes("# Menü\n\nCrème brûlée à la carte.".encode("latin-1"))
+    assert read_file(latin).sections[0].text.endswith("Crème brûlée à la carte.")
+    for text, encoding in [("Příliš žluťoučký kůň úpěl ďábelské ódy. Čeština je krásná.", "cp1250"),
+                           ("Привет, как дела? Это тест кодировки.", "cp1251")]:
+        other = tmp_path / f"{encoding}.txt"
+        other.write_bytes(text.encode(encoding))
+        assert read_file(other).sections[0].text == text
+
+
 def test_undecodable_text(tmp_path: Path) -> None:
-    p = tmp_path / "latin1.txt"
-    p.write_bytes("Café prices in München".encode("latin-1"))
-    assert error_of(p) == "not valid UTF-8 text (undecodable bytes at offset 3)"
+    p = tmp_path / "mixed.txt"
+    p.write_bytes("Grüße ".encode() * 20 + b"\xff\xfe\xfa" + "Grüße".encode() * 20)
+    assert error_of(p) == ("not valid text in UTF-8 or any other encoding kbot recognises "
+                           "(undecodable bytes at offset 160)")
 
 
 def test_over_size_limit(tmp_path: Path) -> None:

@@ -138,3 +138,27 @@ def test_migrations_match_the_models(any_store):
     with any_store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_operational_counts_group_in_the_database(any_store):
+    any_store.upsert_document(id="d1", source="/a.md", title="A", scope="default", status="ok", chunk_count=4)
+    any_store.upsert_document(id="d2", source="/b.md", title="B", scope="default", status="ok", chunk_count=3)
+    any_store.upsert_document(id="d3", source="/c.pdf", title="C", scope="default", status="failed")
+    aid = any_store.log_answer(question="q", answer="a", mode="generated")
+    any_store.record_feedback(aid, "u1", vote=1)
+    any_store.record_feedback(aid, "u2", vote=-1, correction="fix")
+    any_store.add_adapter(version="v1", path="/x/v1", status="rejected")
+    assert any_store.operational_counts() == {
+        "documents": {"ok": 2, "failed": 1},
+        "chunks": {"ok": 7, "failed": 0},
+        "corrections": {"pending": 1},
+        "adapters": {"rejected": 1},
+    }
+
+
+def test_a_raw_at_sign_in_the_password_is_the_password(pg_url):
+    # postgres has trust auth here, so any password connects: what matters is the host kbot dials
+    user_url = pg_url.replace("://postgres@", "://postgres:p@ss@word@")
+    store = Store(user_url)
+    assert store.engine.url.host == "127.0.0.1" and store.engine.url.password == "p@ss@word"
+    assert store.count_answers() == 0

@@ -156,13 +156,17 @@ PLANTED = {
     "aws": "AKIAIOSFODNN7EXAMPLE",
     "key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n"
     "-----END OPENSSH PRIVATE KEY-----",
+    "card": "4539 1488 0343 6467",  # passes the Luhn check
+    "iban": "GB82 WEST 1234 5698 7654 32",  # passes the mod-97 check
+    "entropy": "Q7x9Lp2Vm4Rt8Kw3Zn6Hs1Jd5Fg0Yc",  # an unlabelled key, 4.9 bits per character
 }
 
 
 def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, tmp_path):
     question = (
         f"My VPN fails, I am {PLANTED['email']}, call {PLANTED['phone']}; my bot token is "
-        f"{PLANTED['slack']} and {PLANTED['discord']} - what is the VPN portal address?"
+        f"{PLANTED['slack']} and {PLANTED['discord']}, card {PLANTED['card']}, IBAN {PLANTED['iban']}, "
+        f"api key {PLANTED['entropy']} - what is the VPN portal address?"
     )
     a = users.ask(question, "The VPN portal address is vpn.acme.example [1].")
     users.vote(a, "u1", 1)
@@ -185,6 +189,7 @@ def test_secrets_and_pii_are_scrubbed_before_anything_is_written(users, store, t
         assert value.split("\n")[0] not in written, name
     assert "[EMAIL]" in written and "[PHONE]" in written and "[SLACK_TOKEN]" in written
     assert "[DISCORD_TOKEN]" in written and "[AWS_ACCESS_KEY]" in written and "[PRIVATE_KEY]" in written
+    assert "[CARD_NUMBER]" in written and "[IBAN]" in written and "[HIGH_ENTROPY_SECRET]" in written
     # contact details published in the documents the answer came from are the answer, not a leak
     assert "+49 89 5550 4357" in written and "helpdesk@acme.example" in written
     assert data.scrubbed.counts["EMAIL"] >= 1 and data.scrubbed.counts["PRIVATE_KEY"] == 1

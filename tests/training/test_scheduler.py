@@ -8,18 +8,20 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bot.core.errors import ConfigError
 from bot.wiring import Runtime
 from tests.conftest import make_settings
 from training.scheduler import CronSchedule, TrainingScheduler
 
 
-def test_cron_fields_lists_ranges_and_steps():
+def test_cron_lists_ranges_steps_and_names():
     s = CronSchedule.parse("*/15 2,14 * * 1-5")
-    assert s.minute == frozenset({0, 15, 30, 45}) and s.hour == frozenset({2, 14})
-    assert s.weekday == frozenset({1, 2, 3, 4, 5})
     monday = datetime(2025, 3, 3, 14, 30)
     assert s.matches(monday) and not s.matches(monday + timedelta(days=5))  # Saturday
-    assert CronSchedule.parse("0 3 * * 7").weekday == frozenset({0})  # 7 is Sunday too
+    assert not s.matches(monday.replace(minute=31))
+    names = CronSchedule.parse("30 3 * * MON-FRI")
+    assert names.matches(datetime(2025, 3, 7, 3, 30)) and not names.matches(datetime(2025, 3, 8, 3, 30))
+    assert CronSchedule.parse("0 3 * * 7").next_after(datetime(2025, 3, 3)) == datetime(2025, 3, 9, 3)  # Sunday
 
 
 def test_next_fire_time():
@@ -32,9 +34,26 @@ def test_next_fire_time():
     assert sundays.next_after(datetime(2025, 3, 3)).isoweekday() == 7
 
 
-@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "a * * * *", "*/0 * * * *", "5-1 * * * *"])
-def test_bad_schedules_say_what_is_wrong(bad):
-    with pytest.raises(ValueError, match="field|fields"):
+def test_day_of_month_or_day_of_week_like_cron():
+    # Both restricted: cron fires when EITHER matches. The 1st of June 2026 is far too late; Monday
+    # 5 January 2026 is the next firing (1 January 2026 is a Thursday).
+    either = CronSchedule.parse("0 3 1 * 1")
+    assert either.next_after(datetime(2026, 1, 2)) == datetime(2026, 1, 5, 3)
+    assert either.next_after(datetime(2026, 1, 5, 3)) == datetime(2026, 1, 12, 3)
+    assert either.next_after(datetime(2026, 1, 26, 3)) == datetime(2026, 2, 1, 3)  # the 1st, a Sunday
+    assert CronSchedule.parse("0 3 1 * MON").next_after(datetime(2026, 1, 2)) == datetime(2026, 1, 5, 3)
+
+
+def test_nicknames():
+    assert CronSchedule.parse("@daily").next_after(datetime(2026, 1, 2, 13, 5)) == datetime(2026, 1, 3)
+    assert CronSchedule.parse("@hourly").next_after(datetime(2026, 1, 2, 13, 5)) == datetime(2026, 1, 2, 14)
+    assert CronSchedule.parse("@weekly").next_after(datetime(2026, 1, 2)) == datetime(2026, 1, 4)  # Sunday 00:00
+
+
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "a * * * *", "*/0 * * * *", "0 3 * * FUNDAY",
+                                 "@sometimes", "* * * * * *"])
+def test_bad_schedules_are_one_clear_config_error(bad):
+    with pytest.raises(ConfigError, match="KBOT_TRAIN_SCHEDULE"):
         CronSchedule.parse(bad)
 
 

@@ -87,6 +87,8 @@ async def serve_discord(runtime: Services) -> None:
             async with bot:
                 await bot.start(token)
             return
+        except discord.LoginFailure as exc:  # a wrong or revoked token: one line, not a traceback
+            raise ChannelNotConfigured(f"Discord refused DISCORD_TOKEN ({exc})") from None
         except discord.PrivilegedIntentsRequired:
             if not message_content:
                 raise

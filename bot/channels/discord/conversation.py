@@ -3,7 +3,8 @@ in the bot's threads, direct messages, feedback buttons, the correction form and
 
 The engine and the store are synchronous, so every call into them runs in a worker thread
 (`asyncio.to_thread`): the gateway heartbeat and the 3-second interaction acknowledgement never
-wait behind retrieval or generation.
+wait behind retrieval or generation. Answers stream into their message about once a second
+(bot/channels/discord/streaming.py), then the final answer replaces it with sources and buttons.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +22,7 @@ from discord.ext import commands
 
 from bot.channels import shared
 from bot.channels.discord.places import PLATFORM, Place, place_of, resolve_scopes
+from bot.channels.discord.streaming import LiveMessage, stream
 from bot.channels.discord.views import (
     CORRECTION_INPUT_ID,
     CORRECTION_MODAL_ID,
@@ -32,6 +35,7 @@ from bot.channels.discord.views import (
     retry_view,
     submitted_value,
 )
+from bot.core import telemetry
 from bot.core.errors import AnswerFailed, QuestionRejected
 from bot.core.types import Answer, Feedback, Question, Turn
 
@@ -84,8 +88,18 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
             await _safe_send(interaction.followup.send(shared.slow_down_text(wait), ephemeral=True))
             return
         place = place_of(interaction.channel, interaction.guild_id)
-        reply = await self._answer(question, str(interaction.user.id), place, (), str(interaction.id))
-        await self._send_followup(interaction, reply, deferred=deferred, asked=question)
+        trace = telemetry.AnswerTrace(PLATFORM)
+        try:
+            # The first follow-up after the deferral replaces Discord's "thinking" message.
+            live = LiveMessage(lambda **kwargs: interaction.followup.send(wait=True, **kwargs),
+                               usable=lambda: deferred and _token_valid(interaction))
+            reply = await self._answer(question, str(interaction.user.id), place, (), str(interaction.id),
+                                       trace, live)
+            with trace.step("kbot.post"):
+                await live.finish(reply.content, reply.embeds, reply.view, lambda: self._send_followup(
+                    interaction, reply, deferred=deferred, asked=question))
+        finally:
+            trace.end()
 
     # --- mentions, threads and direct messages -----------------------------------------------------
     @commands.Cog.listener()
@@ -134,15 +148,27 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
                 reply_to = message
                 place = place_of(channel, message.guild.id if message.guild else None)
 
-        async with _typing(target):
-            reply = await self._answer(text, str(message.author.id), place, history, str(message.id))
-        kwargs = dict(content=reply.content, embeds=reply.embeds, allowed_mentions=NO_MENTIONS)
-        if reply.view is not None:
-            kwargs["view"] = reply.view
-        if reply_to is not None:
-            await _safe_send(reply_to.reply(mention_author=False, **kwargs))
-        else:
-            await _safe_send(target.send(**kwargs))
+        async def post(**kwargs: object) -> discord.Message:
+            if reply_to is not None:
+                return await reply_to.reply(mention_author=False, **kwargs)
+            return await target.send(**kwargs)
+
+        async def post_final() -> None:
+            kwargs: dict = dict(content=reply.content, embeds=reply.embeds, allowed_mentions=NO_MENTIONS)
+            if reply.view is not None:
+                kwargs["view"] = reply.view
+            await _safe_send(post(**kwargs))
+
+        trace = telemetry.AnswerTrace(PLATFORM)
+        try:
+            live = LiveMessage(post)
+            async with _typing(target):
+                reply = await self._answer(text, str(message.author.id), place, history, str(message.id),
+                                           trace, live)
+            with trace.step("kbot.post"):
+                await live.finish(reply.content, reply.embeds, reply.view, post_final)
+        finally:
+            trace.end()
 
     # --- feedback ----------------------------------------------------------------------------------
     async def on_vote(self, interaction: discord.Interaction, answer_id: str, vote: int) -> None:
@@ -182,36 +208,48 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
             return
         place = place_of(interaction.channel, interaction.guild_id)
         text = shared.retry_text(row)
-        reply = await self._answer(text, str(interaction.user.id), place, (), str(interaction.id))
+        trace = telemetry.AnswerTrace(PLATFORM)
         try:
-            await interaction.edit_original_response(
-                content=reply.content, embeds=reply.embeds, view=reply.view, allowed_mentions=NO_MENTIONS
-            )
-        except discord.HTTPException as exc:
-            log.warning("could not edit the retried message (%s); posting the answer instead", exc.status)
-            await self._send_followup(interaction, reply, deferred=False, asked=text)
+            # The apology message is edited in place: first with the text so far, then with the answer.
+            live = LiveMessage(lambda **kwargs: interaction.edit_original_response(**kwargs),
+                               usable=lambda: _token_valid(interaction))
+            reply = await self._answer(text, str(interaction.user.id), place, (), str(interaction.id), trace, live)
+            with trace.step("kbot.post"):
+                try:
+                    await interaction.edit_original_response(
+                        content=reply.content, embeds=reply.embeds, view=reply.view, allowed_mentions=NO_MENTIONS
+                    )
+                except discord.HTTPException as exc:
+                    log.warning("could not edit the retried message (%s); posting the answer instead", exc.status)
+                    await self._send_followup(interaction, reply, deferred=False, asked=text)
+        finally:
+            trace.end()
 
     # --- steps -------------------------------------------------------------------------------------
     async def _answer(
-        self, text: str, user_id: str, place: Place, history: tuple[Turn, ...], event_id: str
+        self, text: str, user_id: str, place: Place, history: tuple[Turn, ...], event_id: str,
+        trace: telemetry.AnswerTrace, live: LiveMessage | None = None,
     ) -> Reply:
-        def work() -> Answer:
+        """The answer to post, streamed into `live` while it is written."""
+
+        def work() -> Iterator[str | Answer]:
             scopes, _ = resolve_scopes(self.services.store, self.settings, place)
             question = Question(
                 text=text, user_id=user_id, platform=PLATFORM, channel_id=place.channel_id,
                 thread_id=place.thread_id, scopes=scopes, history=history, event_id=event_id,
             )
-            return self.services.engine.answer(question)
+            return self.services.engine.stream(question, trace)
 
         try:
-            answer = await asyncio.to_thread(work)
+            answer = await stream(work, live)
         except AnswerFailed as exc:
             log.warning("discord answer %s failed: %s", exc.answer_id, type(exc.cause).__name__)
             return Reply(APOLOGY, [], retry_view(exc.answer_id), exc.answer_id)
         except Exception:
             log.exception("discord question could not be answered")
             return Reply(BROKEN, [], None)
-        log.info("discord answer %s mode=%s channel=%s", answer.answer_id, answer.mode, place.channel_id)
+        log.info("discord answer %s mode=%s channel=%s", answer.answer_id, answer.mode, place.channel_id,
+                 extra={"answer_id": answer.answer_id, "platform": PLATFORM})
         rendered = render_answer(answer, self.settings.public_url)
         return Reply(rendered.content, rendered.embeds, feedback_view(answer.answer_id), answer.answer_id)
 
@@ -220,7 +258,7 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
     ) -> None:
         """The answer as the interaction's follow-up while its token is valid (15 minutes), else as a
         plain channel message (the token expired, or Discord refused it)."""
-        if deferred and discord.utils.utcnow() < interaction.expires_at - TOKEN_MARGIN:
+        if deferred and _token_valid(interaction):
             try:
                 await interaction.followup.send(
                     content=reply.content, embeds=reply.embeds, view=reply.view or discord.utils.MISSING,
@@ -286,6 +324,11 @@ class KbotCog(commands.Cog, name=HANDLER_COG):
         except (discord.HTTPException, ValueError) as exc:  # no thread permission, or one exists
             log.info("could not open a thread on message %s (%s); replying in the channel", message.id, exc)
             return None
+
+
+def _token_valid(interaction: discord.Interaction) -> bool:
+    """The interaction's token may still be used (follow-ups and edits work for 15 minutes)."""
+    return discord.utils.utcnow() < interaction.expires_at - TOKEN_MARGIN
 
 
 def strip_mention(text: str, user_id: int) -> str:

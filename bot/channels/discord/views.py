@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import discord
 
+from bot.channels.markdown import is_web_link, to_discord
 from bot.core.types import Answer
 
 # Discord's documented limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
@@ -93,11 +94,15 @@ def sources_embed(answer: Answer, link: str) -> discord.Embed:
     total = len(title) + reserve
     shown = 0
     for i, cite in enumerate(answer.citations[:EMBED_FIELDS_LIMIT], 1):
-        name = clip(f"[{i}] {cite.title or cite.source}" + (f" · {cite.location}" if cite.location else ""),
+        name = clip(f"[{i}] {cite.title or 'source'}" + (f" · {cite.location}" if cite.location else ""),
                     FIELD_NAME_LIMIT)
-        tail = f"\n{cite.url}" if cite.url else ""
-        quote = " ".join(cite.text.split())
-        value = clip(f"> {quote}" if quote else "(no excerpt)", FIELD_VALUE_LIMIT - len(tail)) + tail
+        # A link that opens: the document's own address, else the source on the answer's web page
+        # (never a path on the server).
+        target = cite.url if is_web_link(cite.url) else f"{link}#source-{i}"
+        tail = f"\n[Open source](<{target}>)"
+        # The snippet's Markdown as Discord Markdown, quoted line by line.
+        quote = "\n".join(f"> {line}" for line in to_discord(_cut(cite.text, FIELD_VALUE_LIMIT)).splitlines())
+        value = clip(quote or "(no excerpt)", FIELD_VALUE_LIMIT - len(tail)) + tail
         if total + len(name) + len(value) > EMBED_TOTAL_LIMIT:
             break
         embed.add_field(name=name, value=value, inline=False)
@@ -107,6 +112,11 @@ def sources_embed(answer: Answer, link: str) -> discord.Embed:
         footer = f"{len(answer.citations) - shown} more sources at {link} · " + footer
     embed.set_footer(text=clip(footer, FOOTER_LIMIT))
     return embed
+
+
+def _cut(text: str, limit: int) -> str:
+    """The snippet's Markdown cut before rendering (rendering copes with a construct cut in half)."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 # --- buttons -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.channels import shared
 from bot.channels.slack import render as slack_render
 from bot.channels.slack.context import PLATFORM, SlackContext
+from bot.core import telemetry
 from bot.core.errors import AnswerFailed, QuestionRejected
 from bot.core.types import Answer, Question, Turn
 
@@ -245,12 +246,19 @@ class Conversations:
         if with_history:
             history = self.history(question, skip_ts or set(), bot_user_id, before_ts)
             question = replace(question, history=history)
+        trace = telemetry.AnswerTrace(PLATFORM)
+        try:
+            self._stream_into(question, target, trace)
+        finally:
+            trace.end()
+
+    def _stream_into(self, question: Question, target: Target, trace: telemetry.AnswerTrace) -> None:
         public_url = self.bot.settings.public_url
         try:
             final: Answer | None = None
             pieces: list[str] = []
             last_update = time.monotonic()
-            for item in self.bot.services.engine.stream(question):
+            for item in self.bot.services.engine.stream(question, trace):
                 if isinstance(item, Answer):
                     final = item
                     continue
@@ -269,15 +277,17 @@ class Conversations:
             target.show(*slack_render.failure_message(None), final=True)
             return
         text, blocks = slack_render.answer_message(final, public_url, share=target.ephemeral)
-        try:
-            target.show(text, blocks, final=True)
-        except SlackApiError as exc:  # never leave the placeholder behind: a short text and a link
-            log.warning(
-                "rendering answer %s failed (%s); sending a link", final.answer_id, exc.response.get("error")
-            )
-            url = slack_render.full_answer_url(public_url, final.answer_id)
-            target.show(f"{text[:2000]}\n{slack_render.link(url, 'Full answer')}", [], final=True)
-        log.info("slack answer %s shown in %s (mode=%s)", final.answer_id, question.channel_id, final.mode)
+        with trace.step("kbot.post"):
+            try:
+                target.show(text, blocks, final=True)
+            except SlackApiError as exc:  # never leave the placeholder behind: a short text and a link
+                log.warning(
+                    "rendering answer %s failed (%s); sending a link", final.answer_id, exc.response.get("error")
+                )
+                url = slack_render.full_answer_url(public_url, final.answer_id)
+                target.show(f"{text[:2000]}\n{slack_render.link(url, 'Full answer')}", [], final=True)
+        log.info("slack answer %s shown in %s (mode=%s)", final.answer_id, question.channel_id, final.mode,
+                 extra={"answer_id": final.answer_id, "platform": PLATFORM})
 
     def history(
         self, question: Question, skip_ts: set[str], bot_user_id: str | None, before_ts: str | None = None

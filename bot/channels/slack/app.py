@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
@@ -258,10 +259,16 @@ def run_slack(runtime: Services) -> None:
     """`kbot slack`: Socket Mode when SLACK_APP_TOKEN is set, else an HTTP server for /slack/events."""
     settings = runtime.settings
     socket_mode = bool(secret(settings.slack_app_token))
+    if not secret(settings.slack_bot_token):
+        raise ChannelNotConfigured("SLACK_BOT_TOKEN is not set (see docs/slack.md)")
     if not socket_mode and not secret(settings.slack_signing_secret):
         raise ChannelNotConfigured("set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode")
     bot = SlackBot(runtime)
-    identity = bot.client.auth_test()  # fails here, clearly, on a wrong token or an unreachable API
+    try:
+        identity = bot.client.auth_test()  # fails here, clearly, on a wrong token or an unreachable API
+    except SlackApiError as exc:
+        bot.close()
+        raise ChannelNotConfigured(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
     log.info("Slack bot user %s in team %s; loading models", identity.get("user_id"), identity.get("team_id"))
     _ = runtime.engine  # load the models before the first question rather than during it
     if socket_mode:
@@ -280,6 +287,6 @@ def run_slack(runtime: Services) -> None:
     api.include_router(slack_router(runtime, bot))
     log.info("Slack HTTP mode: POST http://%s:%s%s", settings.host, settings.port, EVENTS_PATH)
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, log_level="info")
     finally:
         bot.close()

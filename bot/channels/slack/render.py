@@ -3,6 +3,9 @@
 Everything shown comes from documents and people, so every piece of text goes through `escape`
 before it is placed in mrkdwn: `<!channel>`, `<!here>` and `<@U123>` in a retrieved chunk become
 plain text, and bare `@channel` / `@here` get a zero-width space so no client turns them into pings.
+Markdown in answers and snippets is converted to mrkdwn by bot/channels/markdown.py (the one place
+that converts, with this escaping). Sources show a title and a link that opens (the document's URL,
+else the source on the answer's web page), never a path on the server.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from bot.channels.markdown import slack_escape, slack_link, to_slack
 from bot.core.types import Answer, Citation
 
 # Slack's documented limits: 40,000 characters of message text, 50 blocks, 3,000 characters per
@@ -21,6 +25,7 @@ MAX_SECTION_CHARS = 3_000
 SHOWN_ANSWER_CHARS = 12_000
 FALLBACK_CHARS = 3_000  # the notification / screen-reader text that accompanies the blocks
 MAX_SOURCES = 5
+SNIPPET_CHARS = 180  # of each source's Markdown shown under its title
 
 PLACEHOLDER = "Searching the knowledge base..."
 APOLOGY = "Sorry, something went wrong while answering. Your question was saved; you can try again."
@@ -42,8 +47,7 @@ _ZWSP = "\u200b"
 
 def escape(text: str) -> str:
     """Text safe to put in mrkdwn: Slack's own &, <, > escaping plus defused @channel/@here."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group(1)}", text)
+    return slack_escape(text)
 
 
 def unescape(text: str) -> str:
@@ -53,14 +57,26 @@ def unescape(text: str) -> str:
 
 def link(url: str | None, label: str) -> str:
     """`<url|label>` for http(s) URLs; other schemes are shown as plain text, never as links."""
-    if not url or not url.lower().startswith(("http://", "https://")):
-        return escape(label)
-    safe = url.replace(" ", "%20").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
-    return f"<{safe}|{escape(label)}>"
+    return slack_link(url or "", escape(label))
 
 
 def full_answer_url(public_url: str, answer_id: str) -> str:
     return f"{public_url.rstrip('/')}/answers/{answer_id}"
+
+
+def source_url(citation: Citation, answer_url: str, number: int) -> str:
+    """Where a source's title links: the document's own web address, else the source as shown on the
+    answer's web page."""
+    return citation.url if citation.url and citation.url.lower().startswith(("http://", "https://")) \
+        else f"{answer_url}#source-{number}"
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """A source's Markdown cut at a word boundary; rendering copes with a construct cut in half."""
+    text = " ".join(text.split()) if "\n" not in text else text.strip()
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def split_text(text: str, limit: int = MAX_SECTION_CHARS - 100) -> list[str]:
@@ -87,12 +103,14 @@ def renumber_citations(text: str, count: int) -> str:
     return _CITE.sub(lambda m: f"[{mapping[int(m.group(1))]}]", text)
 
 
-def source_line(number: int, citation: Citation) -> str:
-    title = (citation.title or citation.source or "source")[:200]
-    line = f"[{number}] {link(citation.url, title)}"
+def source_line(number: int, citation: Citation, answer_url: str) -> str:
+    """`[n] <link|title> · location` and, on the next line, the snippet as a quote."""
+    title = (citation.title or "source")[:200]
+    line = f"[{number}] {link(source_url(citation, answer_url, number), title)}"
     if citation.location:
         line += f" · {escape(citation.location[:200])}"
-    return line
+    quoted = " ".join(to_slack(snippet(citation.text)).splitlines())
+    return f"{line}\n>{quoted}" if quoted else line
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -114,8 +132,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 def feedback_actions(answer_id: str, *, share: bool) -> dict[str, Any]:
     """Buttons carry the answer id in their value, so they keep working after a restart."""
     elements = [
-        _button("👍", ACTION_VOTE_UP, answer_id),
-        _button("👎", ACTION_VOTE_DOWN, answer_id),
+        _button("👍 Helpful", ACTION_VOTE_UP, answer_id),
+        _button("👎 Not helpful", ACTION_VOTE_DOWN, answer_id),
         _button("Suggest a correction", ACTION_CORRECT, answer_id),
     ]
     if share:
@@ -140,7 +158,7 @@ def answer_message(
         )
     # 3 blocks stay reserved for the "full answer" link, the sources and the buttons.
     room = MAX_BLOCKS - len(blocks) - 3
-    pieces = split_text(escape(body))
+    pieces = split_text(to_slack(body) or escape(body))
     if len(pieces) > room:
         pieces, truncated = pieces[:room], True
     blocks.extend(_section(p) for p in pieces)
@@ -148,7 +166,7 @@ def answer_message(
         blocks.append(_section(f"_The answer was cut to fit in Slack._ {link(url, 'Read the full answer')}"))
     if answer.citations:
         label = "Closest sources" if answer.mode == "declined" else "Sources"
-        lines = [source_line(i, c) for i, c in enumerate(answer.citations[:MAX_SOURCES], 1)]
+        lines = [source_line(i, c, url) for i, c in enumerate(answer.citations[:MAX_SOURCES], 1)]
         text = f"*{label}*\n" + "\n".join(lines)
         blocks.append(_section(text[:MAX_SECTION_CHARS]))
     blocks.append(feedback_actions(answer.answer_id, share=share))

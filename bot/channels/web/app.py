@@ -2,8 +2,12 @@
 to it by bot/serve.py. The rules it shares with Slack and Discord (question limits, retry,
 de-duplication, feedback outcomes, the question rate) come from bot.channels.shared.
 
-Every route but /healthz and the sign-in pages needs a signed-in caller (access.py), and answers,
-documents and feedback are limited to the caller's scopes: what they may not see is a 404."""
+Every route but /healthz, /metrics and the sign-in pages needs a signed-in caller (access.py), and
+answers, documents and feedback are limited to the caller's scopes: what they may not see is a 404.
+
+What the browser gets never contains a path on the server: a citation carries its title, location,
+a link that opens (the document's URL, else the source on the answer's page `/answers/{id}`) and its
+snippet as safe HTML (bot/channels/markdown.py); the answer comes as text and as safe HTML too."""
 
 from __future__ import annotations
 
@@ -18,11 +22,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from bot.channels import shared
+from bot.channels.markdown import is_web_link, to_html
 from bot.channels.web import security
 from bot.channels.web.access import Caller, csrf_protect, require_user
 from bot.channels.web.console import console_router
+from bot.channels.web.metrics import add_operations
 from bot.channels.web.signin import signin_router
+from bot.core import telemetry
 from bot.core.errors import AnswerFailed, InvalidScope, QuestionRejected
+from bot.core.settings import secret
 from bot.core.types import Answer, Feedback, Question, Turn
 
 log = logging.getLogger(__name__)
@@ -45,11 +53,29 @@ class FeedbackRequest(BaseModel):
     correction: str | None = Field(None, max_length=8000)
 
 
+def web_answer(answer: Answer) -> dict:
+    """The JSON of an answer for the browser: `Answer.to_dict()` without server paths, plus rendered
+    HTML for the answer and each snippet, and each source's link."""
+    data = answer.to_dict()
+    data["answer_html"] = to_html(answer.text)
+    for number, (shown, cite) in enumerate(zip(data["citations"], answer.citations, strict=True), 1):
+        shown.pop("source", None)  # a file path on the server, or the URL (kept in `url`)
+        shown["location"] = cite.location
+        shown["link"] = cite.url if is_web_link(cite.url) else source_anchor(answer.answer_id, number)
+        shown["snippet_html"] = to_html(cite.text)
+    return data
+
+
+def source_anchor(answer_id: str, number: int) -> str:
+    return f"/answers/{answer_id}#source-{number}"
+
+
 def create_app(services: shared.Services, learning: shared.LearningActions | None = None) -> FastAPI:
     # The API description is served to signed-in callers only (/api/openapi.json, /api/reference).
     app = FastAPI(title="kbot", description="Knowledge assistant: web chat and JSON API.",
                   docs_url=None, redoc_url=None, openapi_url=None)
     settings = services.settings
+    add_operations(app, services.store, secret(settings.metrics_token))  # /metrics and the access log
     from knowledge.accounts import Accounts
 
     app.state.settings, app.state.accounts = settings, Accounts(services.store)
@@ -110,10 +136,15 @@ def create_app(services: shared.Services, learning: shared.LearningActions | Non
     def ask(req: AskRequest, idempotency_key: str | None = Header(None),
             caller: Caller = Depends(require_user)) -> dict:
         question = to_question(req, idempotency_key, caller)
+        trace = telemetry.AnswerTrace(PLATFORM)
         try:
-            return services.engine.answer(question).to_dict()
+            answer = services.engine.answer(question, trace)
+            with trace.step("kbot.post"):
+                return web_answer(answer)
         except AnswerFailed as exc:
             raise HTTPException(503, {"message": APOLOGY, "answer_id": exc.answer_id}) from exc
+        finally:
+            trace.end()
 
     @app.post("/api/ask/stream", dependencies=[Depends(csrf_protect)])
     def ask_stream(req: AskRequest, idempotency_key: str | None = Header(None),
@@ -121,14 +152,18 @@ def create_app(services: shared.Services, learning: shared.LearningActions | Non
         question = to_question(req, idempotency_key, caller)
 
         def events() -> Iterator[str]:
+            trace = telemetry.AnswerTrace(PLATFORM)
             try:
-                for item in services.engine.stream(question):
+                for item in services.engine.stream(question, trace):
                     if isinstance(item, Answer):
-                        yield json.dumps({"type": "answer", **item.to_dict()}) + "\n"
+                        with trace.step("kbot.post"):
+                            yield json.dumps({"type": "answer", **web_answer(item)}) + "\n"
                     else:
                         yield json.dumps({"type": "token", "text": item}) + "\n"
             except AnswerFailed as exc:
                 yield json.dumps({"type": "error", "answer_id": exc.answer_id, "message": APOLOGY}) + "\n"
+            finally:
+                trace.end()
 
         return StreamingResponse(events(), media_type="application/x-ndjson")
 
@@ -161,13 +196,34 @@ def create_app(services: shared.Services, learning: shared.LearningActions | Non
 
     @app.get("/answers/{answer_id}", response_class=HTMLResponse)
     def full_answer(answer_id: str, caller: Caller = Depends(require_user)) -> str:
-        row = visible_answer(answer_id, caller, f"Unknown answer id {answer_id[:64]!r}.")
-        sources = "".join(
-            f"<li><b>{html.escape(c.get('title', ''))}</b> {html.escape(str(c.get('page') or c.get('heading') or ''))}"
-            f"<br><small>{html.escape(c.get('source', ''))}</small><blockquote>{html.escape(c.get('text', ''))}"
-            "</blockquote></li>" for c in row.citations or [])
-        return (f"<!doctype html><meta charset=utf-8><title>kbot answer</title><body style='font-family:sans-serif;"
-                f"max-width:48rem;margin:2rem auto'><h2>{html.escape(row.question)}</h2>"
-                f"<p style='white-space:pre-wrap'>{html.escape(row.answer)}</p><ol>{sources}</ol></body>")
+        """One answer as a page: the question, the answer and its sources (title, location, snippet,
+        and a link to the original when it has a web address). Source links from Slack, Discord and
+        the chat point here (#source-N) for documents without one."""
+        return answer_page(visible_answer(answer_id, caller, f"Unknown answer id {answer_id[:64]!r}."))
 
     return app
+
+
+_PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#222}"
+               "li{margin-bottom:1rem}li:target{background:#fff8d6}blockquote{margin:.3rem 0 0 0;padding-left:.8rem;"
+               "border-left:3px solid #ccc;color:#444}.where{color:#666;font-size:.9rem}")
+
+
+def answer_page(row: object) -> str:
+    """The HTML of a stored answer (no server paths; every piece of text escaped or rendered safely)."""
+    items = []
+    for number, c in enumerate(getattr(row, "citations", None) or [], 1):
+        title = html.escape(str(c.get("title") or "Source"))
+        url = c.get("url")
+        heading = html.escape(f"page {c['page']}" if c.get("page") is not None else str(c.get("heading") or ""))
+        link = (f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer nofollow">'
+                f"{title}</a>" if is_web_link(url) else f"<b>{title}</b>")
+        where = f' <span class="where">{heading}</span>' if heading else ""
+        items.append(f'<li id="source-{number}">{link}{where}<blockquote>{to_html(str(c.get("text") or ""))}'
+                     "</blockquote></li>")
+    question = html.escape(getattr(row, "question", "") or "")
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width,"
+            f"initial-scale=1'><title>kbot: {question[:80]}</title><style>{_PAGE_STYLE}</style><body>"
+            f"<h1>{question}</h1>{to_html(getattr(row, 'answer', '') or '')}"
+            f"<h2>Sources</h2><ol>{''.join(items)}</ol></body></html>")
+

@@ -303,6 +303,10 @@ class FakeDiscord:
             return 200, self._new_message(self._channel_of_token(m[1]), body)
         if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/messages", path)):
             return 200, self._new_message(m[1], body)
+        if method == "PATCH" and (m := re.fullmatch(r"/webhooks/\d+/itoken-\d+/messages/(\d+)", path)):
+            return self._edit_message(m[1], body)
+        if method == "PATCH" and (m := re.fullmatch(r"/channels/\d+/messages/(\d+)", path)):
+            return self._edit_message(m[1], body)
         if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path)):
             return 201, thread_channel(m[2], parent_id=m[1], name=body.get("name", ""))
         if method == "GET" and (m := re.fullmatch(r"/channels/(\d+)/messages", path)):
@@ -316,6 +320,17 @@ class FakeDiscord:
 
     def _channel_of_token(self, interaction_id: str) -> str:
         return self.interaction_channels.get(interaction_id, CHANNEL_ID)
+
+    def _edit_message(self, message_id: str, body: dict) -> tuple[int, dict]:
+        """PATCH a message the fake created: the fields given replace the stored ones."""
+        msg = self.messages.get(message_id)
+        if msg is None:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        for key in ("content", "embeds", "components", "flags"):
+            if key in body:
+                msg[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+        msg["edited_timestamp"] = iso()
+        return 200, msg
 
     def _new_message(self, channel_id: str, body: dict) -> dict:
         msg = message(body.get("content") or "", channel_id=channel_id, author=BOT_USER, guild_id=None,
@@ -345,7 +360,7 @@ async def _read_body(request: web.Request) -> Any:
 _DISCORD_TASKS = ("discord", "CommandTree")
 
 
-async def settle(timeout: float = 10.0) -> None:
+async def settle(timeout: float = 30.0) -> None:
     """Wait until every task discord.py spawned for the delivered events (command invocations,
     listeners, button and modal dispatch) has finished."""
     deadline = time.monotonic() + timeout

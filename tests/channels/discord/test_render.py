@@ -43,8 +43,21 @@ def test_short_answer_is_sent_as_is_with_a_sources_embed():
     [embed] = rendered.embeds
     assert embed.title == "Sources"
     assert embed.fields[0].name == "[1] Doc 1 · page 3"
-    assert embed.fields[0].value == "> The VPN server address is vpn.example.com.\nhttps://wiki/vpn"
+    assert embed.fields[0].value == "> The VPN server address is vpn.example.com.\n[Open source](<https://wiki/vpn>)"
     assert ANSWER_ID in embed.footer.text
+
+
+def test_snippets_are_discord_markdown_and_local_files_link_to_the_answer_page():
+    snippet = ("## Requirements\n\n- A company-managed laptop\n- **version 6.2.1 or later** of the "
+               "[client](https://wiki/vpn-client) <@123> *not_code*")
+    answer = Answer("It needs 6.2.1 [1].", [Citation("/srv/kb/docs/vpn.md", "VPN guide", snippet, 0.9)],
+                    answer_id=ANSWER_ID)
+    [field] = render_answer(answer, URL).embeds[0].fields
+    assert field.value == (
+        "> **Requirements**\n> • A company-managed laptop\n"
+        "> • **version 6.2.1 or later** of the [client](<https://wiki/vpn-client>) \\<@123\\> *not\\_code*\n"
+        f"[Open source](<{URL}/answers/{ANSWER_ID}#source-1>)")
+    assert "/srv/kb" not in field.name + field.value and "##" not in field.value
 
 
 def test_long_answer_is_cut_at_2000_characters_with_a_link():
@@ -62,7 +75,7 @@ def test_many_long_sources_stay_within_the_embed_limits():
     assert all(len(f.name) <= FIELD_NAME_LIMIT and len(f.value) <= FIELD_VALUE_LIMIT for f in embed.fields)
     assert len(embed) <= EMBED_TOTAL_LIMIT
     # Source links survive the cuts.
-    assert all(f.value.endswith(f"https://wiki/{i}") for i, f in enumerate(embed.fields))
+    assert all(f.value.endswith(f"(<https://wiki/{i}>)") for i, f in enumerate(embed.fields))
     assert f"more sources at {URL}/answers/{ANSWER_ID}" in embed.footer.text
 
 

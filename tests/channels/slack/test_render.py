@@ -69,8 +69,11 @@ def test_answer_with_sources_and_feedback_buttons():
     )
     sources = _sections(blocks)[-1]
     assert "[1] <https://wiki/vpn|VPN guide> · Setup" in sources
-    assert "[2] HR &lt;b&gt; · page 3" in sources
+    # a local file: its title links to the source on the answer's web page, never to a server path
+    assert "[2] <https://kbot.example.com/answers/a1#source-2|HR &lt;b&gt;> · page 3" in sources
+    assert "hr.pdf" not in json.dumps(blocks)
     buttons = blocks[-1]["elements"]
+    assert [b["text"]["text"] for b in buttons[:2]] == ["👍 Helpful", "👎 Not helpful"]  # words, not only icons
     assert [b["value"] for b in buttons] == ["a1"] * 4
     assert buttons[-1]["action_id"] == ACTION_SHARE
     assert text == "Use vpn.example.com [1], see [2]."
@@ -98,3 +101,16 @@ def test_unbroken_answer_text_is_cut_into_sections():
     sections = _sections(blocks)
     assert len(sections) == 3 and all(len(s) <= MAX_SECTION_CHARS for s in sections)
     assert "".join(sections) == "x" * 7000
+
+
+def test_markdown_in_snippets_and_answers_becomes_mrkdwn():
+    snippet = ("## Requirements\n\n- A company-managed laptop\n- **version 6.2.1 or later** of the "
+               "[client](https://wiki/vpn-client) <!channel>")
+    cite = Citation("/srv/kb/docs/vpn.md", "VPN guide", snippet, 0.9, heading="Requirements")
+    _, blocks = answer_message(Answer("You need:\n\n- **6.2.1** or later [1]", [cite], answer_id="a3"), PUBLIC)
+    answer, sources = _sections(blocks)[0], _sections(blocks)[-1]
+    assert answer == "You need:\n• *6.2.1* or later [1]"
+    quote = sources.splitlines()[-1]
+    assert quote == (">*Requirements* • A company-managed laptop • *version 6.2.1 or later* of the "
+                     "<https://wiki/vpn-client|client> &lt;!channel&gt;")
+    assert "##" not in sources and "**" not in sources and "/srv/kb" not in json.dumps(blocks)

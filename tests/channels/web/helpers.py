@@ -56,3 +56,15 @@ def add_people(store) -> dict[str, str]:
     for name, role, scopes in (("alice", "user", []), ("bob", "user", ["hr"]), ("root", "admin", [])):
         ids[name] = accounts.add_local(name, PASSWORD, role=role, scopes=scopes).id
     return ids
+
+
+def demo_settings(tmp_path, **overrides):
+    """The local demo's settings (KBOT_WEB_AUTH=none: everyone is the local admin; CSRF still applies)."""
+    return web_settings(tmp_path, web_auth="none", **overrides)
+
+
+def demo_client(app) -> TestClient:
+    """A client of an app in demo mode that sends the session's CSRF header like the chat page does."""
+    client = TestClient(app)
+    client.headers["X-CSRF-Token"] = client.get("/api/me").json()["csrf_token"]
+    return client

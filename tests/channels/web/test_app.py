@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from bot.channels.web.app import create_app
 from bot.wiring import Runtime
 from knowledge.accounts import Accounts
-from tests.channels.web.helpers import PASSWORD, sign_in
+from tests.channels.web.helpers import PASSWORD, demo_client, demo_settings, sign_in
 from tests.conftest import make_settings
 from tests.engine.test_evaluation import CHUNKS
 from tests.fakes import FakeEmbedder, FakeGenerator, FakeRetriever
@@ -30,10 +30,15 @@ def test_page_and_ask(client):
     c, store = client
     assert "kbot" in c.get("/").text
     data = c.post("/api/ask", json={"question": "What is the VPN gateway?"}).json()
-    assert data["mode"] == "generated" and data["citations"][0]["source"] == "/d/vpn.md"
+    [cite] = data["citations"]
+    assert data["mode"] == "generated" and cite["title"] == "VPN"
     assert store.get_answer(data["answer_id"]).platform == "web"
+    # no server path goes to the browser: the source links to its place on the answer's page
+    assert "/d/vpn.md" not in json.dumps(data) and cite["link"] == f"/answers/{data['answer_id']}#source-1"
+    assert cite["snippet_html"] == "<p>The VPN gateway is vpn.acme.example today.</p>\n"
     page = c.get(f"/answers/{data['answer_id']}")
     assert page.status_code == 200 and "vpn.acme.example" in page.text
+    assert 'id="source-1"' in page.text and "/d/vpn.md" not in page.text
 
 
 def test_stream_sends_tokens_then_the_answer(client):
@@ -98,3 +103,24 @@ def test_slack_events_stay_open_to_signed_requests_only(tmp_path, store):
     assert client.post("/api/ask", json={"question": "VPN?"}).status_code == 401  # the rest needs sign-in
     for item in closers:
         item.close()
+
+
+def test_snippets_and_answers_are_safe_html_and_web_sources_link_out(tmp_path, store):
+    from bot.core.types import Chunk
+
+    chunk = Chunk(id="r", source="/srv/kb/it/requirements.md", title="Requirements", score=1, heading="VPN",
+                  url="https://wiki.acme.example/vpn",
+                  text="## Requirements\n\n- A company-managed laptop\n- **version 6.2.1 or later** of the VPN "
+                       "client <script>alert(1)</script> [x](javascript:alert(2))")
+    rt = Runtime(demo_settings(tmp_path, min_score=0.0), store=store, index=FakeRetriever([chunk]),
+                 generator=FakeGenerator("You need **version 6.2.1 or later** of the VPN client [1]"),
+                 embedder=FakeEmbedder())
+    c = demo_client(create_app(rt))
+    data = c.post("/api/ask", json={"question": "What VPN client version do I need on the laptop?"}).json()
+    [cite] = data["citations"]
+    assert cite["link"] == "https://wiki.acme.example/vpn" and cite["location"] == "VPN"
+    assert cite["snippet_html"] == ("<p>version 6.2.1 or later of the VPN client &lt;script&gt;alert(1)&lt;/script&gt;"
+                                    " [x](javascript:alert(2))</p>\n")  # raw HTML escaped, the unsafe link not a link
+    assert data["answer_html"] == "<p>You need <strong>version 6.2.1 or later</strong> of the VPN client [1]</p>\n"
+    page = c.get(f"/answers/{data['answer_id']}").text
+    assert '<a href="https://wiki.acme.example/vpn"' in page and "/srv/kb" not in page and "<script>" not in page

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from bot.channels.web.access import Caller, require_admin
 from bot.channels.web.console.context import ConsoleContext
 from bot.channels.web.pages import render
+from knowledge.urls import mask_url
 
 
 def router(ctx: ConsoleContext) -> APIRouter:
@@ -18,7 +19,8 @@ def router(ctx: ConsoleContext) -> APIRouter:
 
     @r.get("/settings")
     def settings_page(request: Request, caller: Caller = Depends(require_admin)) -> Any:
-        rows = [(k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in settings.masked().items()]
+        rows = [(k, v if isinstance(v, str) else json.dumps(v, default=str))
+                for k, v in settings.masked(mask_url).items()]
         return render(request, "console/settings.html", caller, nav="settings", rows=rows,
                       mode=settings.auth_mode)
 
